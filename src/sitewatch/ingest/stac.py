@@ -1,0 +1,111 @@
+"""Scenes from local static STAC catalogs, collections and items (read with pystac).
+
+Each item becomes one scene. Its datetime, platform, constellation, ``eo:cloud_cover`` and other
+properties come from the item; its bands are the item's raster assets with role ``data`` (or no
+role), read from disk to learn their grid. Assets are resolved relative to the item file, so a
+self-contained catalog can be moved as a folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pystac
+
+from sitewatch.errors import SitewatchError
+from sitewatch.ingest import raster, sensors
+from sitewatch.ingest.records import Scene
+from sitewatch.ingest.sensors import BandSpec
+
+_RASTER_MEDIA = ("image/tiff", "image/jp2", "application/x-hdf")
+
+
+def is_stac_json(path: Path) -> bool:
+    """True if ``path`` is a JSON file that declares a STAC version."""
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return '"stac_version"' in head
+
+
+def read_items(path: Path) -> list[pystac.Item]:
+    """All items of a catalog/collection (recursively), or the one item of an item file."""
+    try:
+        stac_object = pystac.read_file(str(path))
+    except (pystac.STACError, json.JSONDecodeError, KeyError, ValueError) as exc:
+        raise SitewatchError(f"not a readable STAC file ({exc}); check its JSON", path) from exc
+    if isinstance(stac_object, pystac.Item):
+        return [stac_object]
+    try:
+        return list(stac_object.get_items(recursive=True))
+    except (pystac.STACError, FileNotFoundError, json.JSONDecodeError) as exc:
+        raise SitewatchError(
+            f"a linked catalog or item cannot be read ({exc}); is the catalog complete?", path
+        ) from exc
+
+
+def describe_item(item: pystac.Item) -> Scene:
+    """Describe one STAC item as a scene, its bands from its data assets."""
+    item_path = Path(item.get_self_href() or item.id).resolve()
+    data_assets = {
+        key: asset for key, asset in item.assets.items()
+        if (not asset.roles or "data" in asset.roles)
+        and (asset.media_type is None or asset.media_type.split(";")[0] in _RASTER_MEDIA)
+    }
+    if not data_assets:
+        raise SitewatchError(f"STAC item {item.id!r} has no raster data assets", item_path)
+    platform = item.properties.get("platform")
+    sensor = _sensor(item)
+    band_files: dict[str, Path] = {}
+    specs: dict[str, BandSpec] = {}
+    for key, asset in data_assets.items():
+        href = Path(asset.get_absolute_href() or asset.href)
+        if not href.exists():
+            raise SitewatchError(
+                f"STAC item {item.id!r}: asset {key!r} points to {href}, which does not exist",
+                item_path,
+            )
+        band_files[key] = href
+        eo_bands = asset.extra_fields.get("eo:bands") or []
+        if len(eo_bands) == 1:
+            band = eo_bands[0]
+            specs[key] = BandSpec(band.get("name", key), band.get("common_name"),
+                                  band.get("center_wavelength"), asset.extra_fields.get("gsd"))
+    if len(band_files) == 1:
+        (only,) = band_files.values()
+        eo_bands = next(iter(data_assets.values())).extra_fields.get("eo:bands") or []
+        table = tuple(BandSpec(b.get("name", f"band{i + 1}"), b.get("common_name"),
+                               b.get("center_wavelength"), None)
+                      for i, b in enumerate(eo_bands)) or None
+        scene = raster.describe_file(only, band_specs=table, nodata=_nodata(sensor))
+    else:
+        if sensor == "sentinel-2":
+            specs = {k: specs.get(k) or sensors.SENTINEL2.get(k) for k in band_files}
+        scene = raster.describe_band_files(item_path.parent, band_files, band_specs=specs,
+                                           nodata=_nodata(sensor))
+    scene.source = str(item_path)
+    scene.files = sorted({*scene.files, str(item_path)})
+    scene.acquired = item.datetime or item.common_metadata.start_datetime
+    scene.date_source = "stac" if scene.acquired else None
+    scene.sensor = sensor
+    scene.platform = platform
+    scene.cloud_cover = item.properties.get("eo:cloud_cover")
+    scene.properties = {"stac_item_id": item.id, **item.properties}
+    return scene
+
+
+def _sensor(item: pystac.Item) -> str | None:
+    text = " ".join(
+        str(item.properties.get(key, "")) for key in ("constellation", "platform", "instruments")
+    )
+    return sensors.sensor_from_text(text) or item.properties.get("constellation")
+
+
+def _nodata(sensor: str | None) -> float | None:
+    # Sentinel-2 L1C/L2A products mark nodata with 0 even when files do not say so.
+    return 0.0 if sensor == "sentinel-2" else None

@@ -1,0 +1,193 @@
+"""The workspace schema: one GeoPackage layer or table per kind of record.
+
+Each :class:`Layer` lists its columns as SQLite declarations. Geometry (when present) is the
+GeoPackage column ``geom`` in EPSG:4326. Structured values (band lists, parameters) are JSON text.
+Dates and times are ISO 8601 strings in UTC. Measurements are in metres, square metres and
+degrees clockwise from north.
+
+Bump :data:`SCHEMA_VERSION` whenever a layer changes; a workspace whose recorded version is newer
+than this one is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Version of the layout below, recorded in the ``sitewatch_meta`` table of every workspace.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One table of the workspace GeoPackage."""
+
+    name: str
+    description: str
+    geometry_type: str | None  # GeoPackage geometry type name, or None for an attribute table
+    columns: tuple[str, ...]  # "name SQLTYPE [constraints]" after the fid (and geom) columns
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.split()[0] for column in self.columns)
+
+    def ddl(self) -> str:
+        parts = ["fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL"]
+        if self.geometry_type is not None:
+            parts.append(f"geom {self.geometry_type}")
+        parts.extend(self.columns)
+        return f'CREATE TABLE "{self.name}" ({", ".join(parts)})'
+
+
+LAYERS: tuple[Layer, ...] = (
+    Layer(
+        "scenes",
+        "Registered imagery: one row per acquisition, footprint in EPSG:4326; pixels stay in "
+        "the source files.",
+        "POLYGON",
+        (
+            "scene_id TEXT NOT NULL UNIQUE",
+            "source TEXT NOT NULL UNIQUE",  # absolute path of the file, folder or STAC item
+            "fingerprint TEXT NOT NULL",  # size and mtime of every file the scene reads
+            "sensor TEXT",
+            "platform TEXT",
+            "acquired TEXT NOT NULL",  # ISO 8601 UTC
+            "date_source TEXT NOT NULL",  # metadata | stac | filename | sidecar | user
+            "crs TEXT NOT NULL",  # WKT2 of the raster CRS
+            "epsg INTEGER",
+            "width INTEGER NOT NULL",  # pixels of the finest band
+            "height INTEGER NOT NULL",
+            "transform TEXT NOT NULL",  # JSON: GDAL geotransform of the finest band
+            "resolution_m REAL NOT NULL",  # pixel size of the finest band, metres
+            "bands TEXT NOT NULL",  # JSON list of band records (file, index, name, resolution...)
+            "nodata_fraction REAL NOT NULL",
+            "cloud_cover REAL",  # percent, when the provider says
+            "driver TEXT NOT NULL",
+            "properties TEXT",  # JSON: anything else the source said (STAC properties...)
+            "ingested_at TEXT NOT NULL",
+        ),
+    ),
+    Layer(
+        "aois",
+        "Areas of interest.",
+        "POLYGON",
+        ("name TEXT NOT NULL UNIQUE", "description TEXT", "created_at TEXT NOT NULL"),
+    ),
+    Layer(
+        "places",
+        "Named reference places (border crossings, towns...) that sites are located against.",
+        "POINT",
+        ("name TEXT NOT NULL UNIQUE", "kind TEXT NOT NULL", "source TEXT", "notes TEXT"),
+    ),
+    Layer(
+        "borders",
+        "Border and other reference lines; left/right name what lies on each side when walking "
+        "the line in its vertex order.",
+        "LINESTRING",
+        ("name TEXT NOT NULL UNIQUE", "kind TEXT NOT NULL", "left_name TEXT", "right_name TEXT",
+         "source TEXT"),
+    ),
+    Layer(
+        "runs",
+        "What ran: stage, inputs, parameters and sitewatch version, so results can be reproduced.",
+        None,
+        (
+            "run_id TEXT NOT NULL UNIQUE",
+            "stage TEXT NOT NULL",
+            "started_at TEXT NOT NULL",
+            "finished_at TEXT",
+            "status TEXT NOT NULL",
+            "sitewatch_version TEXT NOT NULL",
+            "parameters TEXT",  # JSON
+            "inputs TEXT",  # JSON
+        ),
+    ),
+    Layer(
+        "rasters",
+        "Raster products written beside the GeoPackage (stacks, change maps); paths are "
+        "relative to the workspace directory.",
+        "POLYGON",
+        ("path TEXT NOT NULL UNIQUE", "kind TEXT NOT NULL", "run_id TEXT", "aoi TEXT",
+         "acquired TEXT", "properties TEXT"),
+    ),
+    Layer(
+        "sites",
+        "Automatic findings: changed ground objects tracked across dates (polygon = latest "
+        "footprint).",
+        "POLYGON",
+        (
+            "site_id TEXT NOT NULL UNIQUE",
+            "aoi TEXT",
+            "change_type TEXT",
+            "status TEXT",
+            "first_seen TEXT",
+            "last_seen_unchanged TEXT",
+            "area_m2 REAL",
+            "length_m REAL",
+            "width_m REAL",
+            "orientation_deg REAL",
+            "centroid_lat REAL",
+            "centroid_lon REAL",
+            "mgrs TEXT",
+            "run_id TEXT",
+            "properties TEXT",
+        ),
+    ),
+    Layer(
+        "observations",
+        "One site seen on one date: footprint, measurements and evidence.",
+        "POLYGON",
+        (
+            "site_id TEXT NOT NULL",
+            "scene_id TEXT",
+            "observed TEXT NOT NULL",
+            "phase TEXT",
+            "area_m2 REAL",
+            "length_m REAL",
+            "width_m REAL",
+            "score REAL",
+            "run_id TEXT",
+        ),
+    ),
+    Layer(
+        "events",
+        "Collateral events entered by analysts (a strike, a visit), with their sources.",
+        "POINT",
+        (
+            "event_id TEXT NOT NULL UNIQUE",
+            "occurred TEXT NOT NULL",
+            "kind TEXT NOT NULL",
+            "description TEXT",
+            "source TEXT",
+            "url TEXT",
+            "credibility TEXT",
+            "site_id TEXT",
+            "author TEXT",
+            "created_at TEXT NOT NULL",
+        ),
+    ),
+    Layer(
+        "assessments",
+        "Analyst judgements about sites, with estimative confidence; kept apart from automatic "
+        "findings.",
+        None,
+        (
+            "assessment_id TEXT NOT NULL UNIQUE",
+            "site_id TEXT NOT NULL",
+            "judgement TEXT NOT NULL",
+            "confidence TEXT NOT NULL",  # estimative term, e.g. "probably"
+            "probability_low REAL",
+            "probability_high REAL",
+            "author TEXT",
+            "assessed TEXT NOT NULL",
+            "notes TEXT",
+        ),
+    ),
+    Layer(
+        "notes",
+        "Free-text analyst notes attached to a site, a scene or the workspace.",
+        None,
+        ("subject TEXT", "text TEXT NOT NULL", "author TEXT", "created_at TEXT NOT NULL"),
+    ),
+)
+
+LAYERS_BY_NAME = {layer.name: layer for layer in LAYERS}

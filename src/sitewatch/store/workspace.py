@@ -1,0 +1,264 @@
+"""A workspace: a directory holding one GeoPackage of records, with raster files beside it.
+
+Layout::
+
+    W/
+      sitewatch.gpkg   scenes, AOIs, places, borders, runs, sites, observations, events,
+                       assessments, notes (see :mod:`sitewatch.store.schema`)
+      rasters/         stacks and change maps written by later stages (COG / Zarr)
+
+Every write happens inside :meth:`Workspace.transaction`: either all of it lands or none of it
+does, including when the process is killed half way (SQLite's rollback journal restores the file
+on the next open). The GeoPackage itself is created in a temporary file and renamed into place,
+so a half-created workspace never exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from sitewatch import __version__
+from sitewatch.errors import SitewatchError
+from sitewatch.store import geopackage
+from sitewatch.store.schema import LAYERS, LAYERS_BY_NAME, SCHEMA_VERSION
+
+#: Name of the GeoPackage inside a workspace directory.
+GPKG_NAME = "sitewatch.gpkg"
+#: Columns holding JSON text, decoded on read and encoded on write.
+JSON_COLUMNS = frozenset({"transform", "bands", "properties", "parameters", "inputs"})
+
+
+class Workspace:
+    """An open workspace. Use :meth:`open`; close it (or use it as a context manager) after."""
+
+    def __init__(self, root: Path, connection: sqlite3.Connection):
+        self.root = root
+        self._conn = connection
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, create: bool = False) -> Workspace:
+        """Open the workspace directory ``path``; with ``create``, make it if it is missing.
+
+        Raises
+        ------
+        SitewatchError
+            If ``path`` is not a workspace (and ``create`` is false), its GeoPackage is not a
+            sitewatch workspace or is corrupt, or it was written by a newer schema.
+        """
+        root = Path(path).expanduser().resolve()
+        gpkg = root / GPKG_NAME
+        if not gpkg.exists():
+            if not create:
+                raise SitewatchError(
+                    f"not a sitewatch workspace (no {GPKG_NAME}); run 'sitewatch ingest' with "
+                    "--workspace pointing here to create one",
+                    root,
+                )
+            if root.exists() and not root.is_dir():
+                raise SitewatchError("exists and is not a directory; choose another workspace", root)
+            _create_gpkg(gpkg)
+        conn = _connect(gpkg)
+        try:
+            _check_schema(conn, gpkg)
+        except BaseException:
+            conn.close()
+            raise
+        (root / "rasters").mkdir(exist_ok=True)
+        return cls(root, conn)
+
+    @property
+    def gpkg_path(self) -> Path:
+        return self.root / GPKG_NAME
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """All writes inside the ``with`` block land together, or not at all on any error."""
+        if self._conn.in_transaction:
+            raise RuntimeError("transactions do not nest")
+        self._conn.execute("BEGIN IMMEDIATE")
+        txn = Transaction(self._conn)
+        try:
+            yield txn
+            for layer in sorted(txn.touched):
+                geopackage.touch_layer(self._conn, layer)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    # -- reading ---------------------------------------------------------------------------
+    def rows(
+        self, layer: str, where: str = "", params: tuple | Mapping = (), order_by: str = "fid"
+    ) -> list[dict[str, Any]]:
+        """Records of ``layer`` as dicts (``geom`` as a shapely geometry, JSON decoded).
+
+        ``where`` is an SQL condition with ``?`` placeholders bound to ``params``.
+        """
+        _layer(layer)
+        sql = f'SELECT * FROM "{layer}"'
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {order_by}"
+        cursor = self._conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [_decode_row(dict(zip(names, values, strict=True))) for values in cursor]
+
+    def count(self, layer: str) -> int:
+        _layer(layer)
+        return self._conn.execute(f'SELECT count(*) FROM "{layer}"').fetchone()[0]
+
+
+class Transaction:
+    """Write access handed out by :meth:`Workspace.transaction`."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self._conn = connection
+        self.touched: set[str] = set()
+
+    def insert(self, layer: str, record: Mapping[str, Any]) -> int:
+        """Insert one record (a dict of column values, ``geom`` a shapely geometry); returns fid."""
+        columns, values = self._encode(layer, record)
+        marks = ", ".join("?" for _ in columns)
+        cursor = self._conn.execute(
+            f'INSERT INTO "{layer}" ({", ".join(columns)}) VALUES ({marks})', values
+        )
+        self.touched.add(layer)
+        return cursor.lastrowid
+
+    def update(self, layer: str, fid: int, record: Mapping[str, Any]) -> None:
+        """Replace the given columns of the record ``fid``."""
+        columns, values = self._encode(layer, record)
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        self._conn.execute(f'UPDATE "{layer}" SET {assignments} WHERE fid = ?', (*values, fid))
+        self.touched.add(layer)
+
+    def delete(self, layer: str, where: str, params: tuple | Mapping = ()) -> int:
+        """Delete the records matching ``where``; returns how many went."""
+        _layer(layer)
+        cursor = self._conn.execute(f'DELETE FROM "{layer}" WHERE {where}', params)
+        self.touched.add(layer)
+        return cursor.rowcount
+
+    def _encode(self, layer: str, record: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        allowed = set(_layer(layer).column_names) | {"geom"}
+        unknown = set(record) - allowed
+        if unknown:
+            raise KeyError(f"layer {layer!r} has no column(s) {sorted(unknown)}")
+        columns, values = [], []
+        for name, value in record.items():
+            if name == "geom":
+                value = geopackage.encode(value)
+            elif name in JSON_COLUMNS and value is not None:
+                value = json.dumps(value, sort_keys=True)
+            columns.append(name)
+            values.append(value)
+        return columns, values
+
+
+def _layer(name: str):
+    try:
+        return LAYERS_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no layer named {name!r}") from None
+
+
+def _decode_row(row: dict[str, Any]) -> dict[str, Any]:
+    for name, value in row.items():
+        if name == "geom":
+            row[name] = geopackage.decode(value)
+        elif name in JSON_COLUMNS and value is not None:
+            row[name] = json.loads(value)
+    return row
+
+
+def _connect(gpkg: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(gpkg, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise SitewatchError(
+            f"cannot read the workspace database ({exc}); restore it from a backup", gpkg
+        ) from exc
+    return conn
+
+
+def _check_schema(conn: sqlite3.Connection, gpkg: Path) -> None:
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        row = conn.execute(
+            "SELECT value FROM sitewatch_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise SitewatchError(
+            f"not a sitewatch workspace GeoPackage ({exc}); point --workspace at another "
+            "directory",
+            gpkg,
+        ) from exc
+    if app_id != geopackage.APPLICATION_ID or row is None:
+        raise SitewatchError(
+            "not a sitewatch workspace GeoPackage; point --workspace at another directory", gpkg
+        )
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise SitewatchError(
+            f"workspace was written by a newer sitewatch (schema {version}, this version reads "
+            f"up to {SCHEMA_VERSION}); upgrade sitewatch to open it",
+            gpkg,
+        )
+    if version < SCHEMA_VERSION:
+        raise SitewatchError(
+            f"workspace uses the older schema {version}; this sitewatch has no migration to "
+            f"{SCHEMA_VERSION}",
+            gpkg,
+        )
+
+
+def _create_gpkg(gpkg: Path) -> None:
+    """Write a complete, empty workspace GeoPackage at ``gpkg`` atomically."""
+    gpkg.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".sitewatch-", suffix=".gpkg.tmp", dir=gpkg.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            geopackage.initialise(conn)
+            conn.execute("CREATE TABLE sitewatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.executemany(
+                "INSERT INTO sitewatch_meta VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("created_by", f"sitewatch {__version__}"),
+                    ("created_at", geopackage.now_iso()),
+                ],
+            )
+            for layer in LAYERS:
+                conn.execute(layer.ddl())
+                geopackage.register_layer(conn, layer.name, layer.description,
+                                          layer.geometry_type)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        os.replace(tmp, gpkg)
+    finally:
+        tmp.unlink(missing_ok=True)
