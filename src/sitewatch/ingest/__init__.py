@@ -10,6 +10,7 @@ whose files changed since is updated in place.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import dates, discover, raster, sensors, stac, xbd
 from sitewatch.ingest.records import Band, Scene
-from sitewatch.store import Workspace
+from sitewatch.store import GPKG_NAME, Workspace
 
 __all__ = ["Band", "IngestReport", "Scene", "ingest", "describe"]
 
@@ -87,23 +88,43 @@ def ingest(
         if not Path(path).expanduser().exists():
             raise SitewatchError("no such file or folder; check the path", path)
     owns = not isinstance(workspace, Workspace)
-    ws = Workspace.open(workspace, create=True) if owns else workspace
+    root = workspace.root if not owns else Path(workspace).expanduser().resolve()
+    leftovers = _Leftovers(root)
     try:
-        georef_dir = ws.root / GEOREF_DIR
-        before = set(georef_dir.glob("*.vrt")) if georef_dir.exists() else set()
+        ws = Workspace.open(workspace, create=True) if owns else workspace
         try:
-            scenes, skipped = describe(paths, date=date, georef_dir=georef_dir,
+            scenes, skipped = describe(paths, date=date, georef_dir=root / GEOREF_DIR,
                                        on_progress=on_progress)
             report = IngestReport(skipped=skipped)
             _record(ws, scenes, report)
-        except BaseException:
-            for vrt in set(georef_dir.glob("*.vrt")) - before if georef_dir.exists() else ():
-                vrt.unlink(missing_ok=True)
-            raise
-        return report
-    finally:
-        if owns:
-            ws.close()
+        finally:
+            if owns:
+                ws.close()
+    except BaseException:
+        leftovers.remove()
+        raise
+    return report
+
+
+class _Leftovers:
+    """Files an ingest call creates before its transaction, removed again if the call fails."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.root_existed = root.exists()
+        self.gpkg_existed = (root / GPKG_NAME).exists()
+        georef = root / GEOREF_DIR
+        self.vrts_before = set(georef.glob("*.vrt")) if georef.is_dir() else set()
+
+    def remove(self) -> None:
+        if not self.root_existed:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        georef = self.root / GEOREF_DIR
+        for vrt in (set(georef.glob("*.vrt")) if georef.is_dir() else set()) - self.vrts_before:
+            vrt.unlink(missing_ok=True)
+        if not self.gpkg_existed:
+            (self.root / GPKG_NAME).unlink(missing_ok=True)
 
 
 def _record(ws: Workspace, scenes: list[Scene], report: IngestReport) -> None:

@@ -100,7 +100,7 @@ def resolution_metres(crs: CRS, transform, width: int, height: int) -> float:
     if crs.is_projected:
         unit = crs.axis_info[0].unit_conversion_factor
         return float(min(res_x, res_y) * unit)
-    lon, lat = transform * (width / 2, height / 2)
+    lon, lat = transform @ (width / 2, height / 2)
     to_geo = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
     lon, lat = to_geo.transform(lon, lat)
     _, _, dx = _GEOD.inv(lon, lat, lon + res_x, lat)
@@ -114,7 +114,7 @@ def footprint_4326(crs: CRS, transform, width: int, height: int) -> Polygon:
     steps = np.linspace(0.0, 1.0, 4 * (FOOTPRINT_EDGE_POINTS - 1) + 1)
     cols, rows = zip(*(outline.interpolate(s, normalized=True).coords[0] for s in steps),
                      strict=True)
-    xs, ys = transform * (np.asarray(cols), np.asarray(rows))
+    xs, ys = transform @ (np.asarray(cols), np.asarray(rows))
     to_wgs84 = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     lons, lats = to_wgs84.transform(xs, ys)
     return Polygon(zip(lons, lats, strict=True)).normalize()

@@ -1,0 +1,73 @@
+"""The Python API, one function per CLI command (``sitewatch X`` <-> ``sitewatch.X``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sitewatch.ingest import IngestReport
+from sitewatch.ingest import ingest as _ingest
+from sitewatch.places import PlacesReport
+from sitewatch.places import import_places as _import_places
+from sitewatch.store import Workspace
+
+if TYPE_CHECKING:
+    from sitewatch.demo import DemoSummary
+    from sitewatch.simulate import SimulationResult
+
+PathLike = str | os.PathLike
+
+
+def ingest(paths: Iterable[PathLike], workspace: PathLike, *, date: str | datetime | None = None,
+           on_progress: Callable[[str], None] | None = None) -> IngestReport:
+    """Register imagery in ``workspace`` without copying pixels (``sitewatch ingest``)."""
+    return _ingest(paths, workspace, date=date, on_progress=on_progress)
+
+
+def scenes(workspace: PathLike) -> list[dict[str, Any]]:
+    """The scenes of ``workspace``, oldest first, footprints as WKT (``sitewatch scenes``)."""
+    with Workspace.open(workspace) as ws:
+        rows = ws.rows("scenes", order_by="acquired, scene_id")
+    for row in rows:
+        row["footprint_wkt"] = row.pop("geom").wkt
+        row.pop("fid")
+    return rows
+
+
+def import_places(geojson: PathLike, workspace: PathLike) -> PlacesReport:
+    """Import reference places and borders from GeoJSON (``sitewatch places import``)."""
+    return _import_places(geojson, workspace)
+
+
+def places(workspace: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The reference places and borders of ``workspace`` (``sitewatch places list``)."""
+    with Workspace.open(workspace) as ws:
+        place_rows = ws.rows("places", order_by="name")
+        border_rows = ws.rows("borders", order_by="name")
+    for row in place_rows:
+        point = row.pop("geom")
+        row.update(lon=point.x, lat=point.y)
+        row.pop("fid")
+    for row in border_rows:
+        line = row.pop("geom")
+        row.update(wkt=line.wkt, vertices=len(line.coords))
+        row.pop("fid")
+    return place_rows, border_rows
+
+
+def simulate(out_dir: PathLike, *, sensor: str = "s2", seed: int = 0,
+             n_dates: int = 12) -> SimulationResult:
+    """Simulate the default scenario into ``out_dir`` (``sitewatch simulate``)."""
+    from sitewatch.simulate import simulate as _simulate
+
+    return _simulate(out_dir, sensor=sensor, seed=seed, n_dates=n_dates)
+
+
+def demo(out_dir: PathLike = "sitewatch-demo", *, sensors: Sequence[str] = ("s2", "vhr"),
+         seed: int = 0, on_progress: Callable[[str], None] | None = None) -> DemoSummary:
+    """Simulate the default scenario and run every pipeline stage on it (``sitewatch demo``)."""
+    from sitewatch.demo import run_demo
+
+    return run_demo(out_dir, sensors=sensors, seed=seed, on_progress=on_progress)

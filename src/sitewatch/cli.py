@@ -1,0 +1,212 @@
+"""The ``sitewatch`` command: thin wrappers over the Python API.
+
+User mistakes (:class:`~sitewatch.errors.SitewatchError`) print one line on stderr and exit with
+status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sitewatch import __version__, api
+from sitewatch.errors import SitewatchError
+
+app = typer.Typer(
+    help="Watch places on Earth through satellite images: what was built, cleared or destroyed, "
+    "when, how big, and where.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+places_app = typer.Typer(help="Reference places and border lines of a workspace.",
+                         no_args_is_help=True)
+app.add_typer(places_app, name="places")
+
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+WorkspaceOption = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace directory (holds sitewatch.gpkg).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sitewatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: float | None = None) -> Iterator[Progress]:
+    columns = [SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
+               BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}")
+               if total else TextColumn("{task.completed:.0f}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        progress.add_task(description, total=total)
+        yield progress
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Image files, band folders, STAC catalogs "
+                                                "or items, or folders holding them.")],
+    workspace: WorkspaceOption,
+    date: Annotated[str | None, typer.Option(
+        help="Acquisition date (ISO 8601) for imagery whose metadata and names give none; "
+        "applies to every scene of this call.")] = None,
+) -> None:
+    """Register imagery in a workspace (created if missing) without copying pixels."""
+    with _progress("Reading imagery") as progress:
+        task = progress.task_ids[0]
+
+        def step(path: str) -> None:
+            progress.update(task, advance=1, description=f"Reading {Path(path).name}")
+
+        report = api.ingest(paths, workspace, date=date, on_progress=step)
+    for path, reason in report.skipped:
+        console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    out.print(
+        f"{len(report.added)} scene(s) added, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged, {len(report.skipped)} file(s) skipped "
+        f"-> {workspace}"
+    )
+
+
+@app.command()
+def scenes(
+    workspace: WorkspaceOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the scenes registered in a workspace, oldest first."""
+    rows = api.scenes(workspace)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} scene(s) in {workspace}")
+    for column in ("scene", "acquired", "sensor", "bands", "res (m)", "size (px)", "CRS",
+                   "nodata %", "cloud %"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["scene_id"], row["acquired"], row["sensor"] or "-",
+            str(len(row["bands"])), f"{row['resolution_m']:g}",
+            f"{row['width']}x{row['height']}", f"EPSG:{row['epsg']}" if row["epsg"] else "custom",
+            f"{100 * row['nodata_fraction']:.1f}",
+            "-" if row["cloud_cover"] is None else f"{row['cloud_cover']:.1f}",
+        )
+    out.print(table)
+
+
+@places_app.command("import")
+def places_import(
+    geojson: Annotated[Path, typer.Argument(help="GeoJSON with Point places (name, kind) and "
+                                            "LineString borders (name, left, right).")],
+    workspace: WorkspaceOption,
+) -> None:
+    """Import reference places and border lines from GeoJSON (same name replaces)."""
+    report = api.import_places(geojson, workspace)
+    out.print(f"{len(report.places)} place(s) and {len(report.borders)} border(s) imported")
+
+
+@places_app.command("list")
+def places_list(
+    workspace: WorkspaceOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the reference places and borders of a workspace."""
+    places, borders = api.places(workspace)
+    if as_json:
+        print(json.dumps({"places": places, "borders": borders}, indent=2))
+        return
+    table = Table(title="Reference places")
+    for column in ("name", "kind", "lat", "lon"):
+        table.add_column(column)
+    for place in places:
+        table.add_row(place["name"], place["kind"], f"{place['lat']:.5f}", f"{place['lon']:.5f}")
+    out.print(table)
+    for border in borders:
+        out.print(f"border {border['name']!r}: {border['left_name'] or '?'} on the left, "
+                  f"{border['right_name'] or '?'} on the right, {border['vertices']} vertices")
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Argument(help="New directory for the imagery, STAC catalog "
+                                            "and ground truth.")],
+    sensor: Annotated[str, typer.Option(help="s2 (Sentinel-2-like, 10 m) or vhr (0.5 m "
+                                        "RGB+NIR).")] = "s2",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same "
+                                      "imagery.")] = 0,
+    dates: Annotated[int, typer.Option(help="Number of monthly acquisitions.")] = 12,
+) -> None:
+    """Simulate a multi-date scene series with ground truth (no download needed)."""
+    with _progress(f"Simulating {dates} {sensor} dates"):
+        result = api.simulate(out_dir, sensor=sensor, seed=seed, n_dates=dates)
+    out.print(f"{len(result.item_ids)} scenes -> {result.catalog_path}\n"
+              f"ground truth -> {result.truth_path}\nplaces -> {result.places_path}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the demo (replaced if a "
+                                          "previous demo made it).")] = Path("sitewatch-demo"),
+    sensor: Annotated[str, typer.Option(help="s2, vhr, or both.")] = "both",
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated scenario.")] = 0,
+) -> None:
+    """Simulate the default border-compound scenario and run every pipeline stage on it."""
+    sensors = ("s2", "vhr") if sensor == "both" else (sensor,)
+    with _progress("Running the demo", total=2 * len(sensors) + 1) as progress:
+        task = progress.task_ids[0]
+
+        def step(message: str) -> None:
+            progress.update(task, advance=1, description=message)
+
+        summary = api.demo(out_dir, sensors=sensors, seed=seed, on_progress=step)
+    out.print(summary.text())
+
+
+def main() -> None:
+    """Entry point of the ``sitewatch`` console script."""
+    try:
+        app(standalone_mode=False)
+    except SitewatchError as exc:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+import json
+import shutil
+from datetime import UTC, datetime
+
+import numpy as np
+import pystac
+import pytest
+import shapely
+from conftest import dump_workspace, write_geotiff
+from rasterio.transform import from_origin
+
+import sitewatch
+from sitewatch import SitewatchError, Workspace
+from sitewatch.ingest import dates
+
+OSCD_CITIES = ("aguasclaras", "bercy", "bordeaux", "nantes", "paris", "rennes", "saclay_e")
+
+
+@pytest.fixture(scope="module")
+def oscd_workspace(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("oscd") / "ws"
+    report = sitewatch.ingest([data_dir / "oscd"], root)
+    return root, report
+
+
+def test_oscd_layout_gives_two_dated_13_band_scenes_per_city(oscd_workspace, data_dir):
+    root, report = oscd_workspace
+    assert len(report.added) == 2 * len(OSCD_CITIES)
+    # the change-map label rasters carry no CRS: skipped with a reason, not registered
+    assert {p.split("/")[-1] for p, _ in report.skipped} == {f"{c}-cm.tif" for c in OSCD_CITIES}
+    rows = sitewatch.scenes(root)
+    rennes = [r for r in rows if "/rennes/" in r["source"]]
+    assert sorted(r["acquired"][:10] for r in rennes) == ["2015-08-21", "2017-06-21"]
+    for row in rows:
+        assert row["sensor"] == "sentinel-2"
+        assert row["date_source"] == "sidecar"
+        assert row["epsg"] == 4326
+        names = [b["name"] for b in row["bands"]]
+        assert names == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
+                         "B10", "B11", "B12"]
+        res = {b["name"]: b["resolution_m"] for b in row["bands"]}
+        # geographic pixels measured geodesically: about 10, 20 and 60 m
+        assert 7 < res["B02"] < 12 and 15 < res["B11"] < 24 and 45 < res["B01"] < 70
+        assert row["resolution_m"] == res["B02"]
+        assert 0.0 <= row["nodata_fraction"] < 0.05
+    aoi = json.loads((data_dir / "oscd" / "rennes" / "rennes.geojson").read_text())
+    city = shapely.geometry.shape(aoi["features"][0]["geometry"] if "features" in aoi else aoi)
+    footprint = shapely.from_wkt(rennes[0]["footprint_wkt"])
+    assert footprint.intersection(city).area > 0.9 * city.area
+
+
+def test_reingest_changes_nothing(oscd_workspace, data_dir):
+    root, _ = oscd_workspace
+    before = dump_workspace(root)
+    report = sitewatch.ingest([data_dir / "oscd" / "rennes"], root)
+    assert report.added == [] and report.updated == [] and len(report.unchanged) == 2
+    assert dump_workspace(root) == before
+
+
+def test_sentinel2_names_processing_time_is_not_taken_as_acquisition():
+    tile = "S2A_OPER_MSI_L1C_TL_EPA__20160706T155721_A000849_T30UWU_B02.tif"
+    assert dates.from_name(tile) is None
+    assert dates.from_name("T30UWU_20170621T110651_B02.tif") == datetime(
+        2017, 6, 21, 11, 6, 51, tzinfo=UTC)
+    assert dates.from_name("m_4709963_se_14_1_20120731.tif") == datetime(2012, 7, 31, tzinfo=UTC)
+    assert dates.from_name("tile_337-9136.tif") is None
+
+
+def test_xview2_pre_and_post_tiles_on_different_grids(tmp_path, data_dir):
+    ws = tmp_path / "ws"
+    sitewatch.ingest([data_dir / "xview2-joplin" / "pre"], ws, date="2011-05-20")
+    sitewatch.ingest([data_dir / "xview2-joplin" / "post"], ws, date="2011-05-23")
+    rows = sitewatch.scenes(ws)
+    assert len(rows) == 10
+    assert {r["epsg"] for r in rows if r["acquired"].startswith("2011-05-20")} == {26915}
+    assert {r["epsg"] for r in rows if r["acquired"].startswith("2011-05-23")} == {4326}
+    assert all(r["date_source"] == "user" for r in rows)
+    assert all([b["common_name"] for b in r["bands"]] == ["red", "green", "blue"] for r in rows)
+    pre = shapely.union_all([shapely.from_wkt(r["footprint_wkt"]) for r in rows[:4]])
+    post = shapely.union_all([shapely.from_wkt(r["footprint_wkt"]) for r in rows[4:]])
+    assert pre.intersects(post)  # the same town, tiled differently
+
+
+def test_naip_time_series_dates_from_file_names(tmp_path, data_dir):
+    sitewatch.ingest([data_dir / "timeseries-naip"], tmp_path)
+    rows = sitewatch.scenes(tmp_path)
+    assert [r["acquired"][:4] for r in rows] == ["2009", "2010", "2012", "2014", "2015", "2016",
+                                                "2017", "2018", "2019", "2020"]
+    assert all(r["sensor"] == "naip" and r["epsg"] == 26914 for r in rows)
+    assert [b["name"] for b in rows[0]["bands"]] == ["red", "green", "blue", "nir"]
+    assert rows[0]["resolution_m"] == pytest.approx(5.0)
+
+
+def test_utm_pair_and_cloud_chips(tmp_path, data_dir):
+    sitewatch.ingest([data_dir / "puerto-rico-pair" / "pre.tif",
+                      data_dir / "puerto-rico-pair" / "post.tif"], tmp_path, date="2017-09-25")
+    sitewatch.ingest([data_dir / "cloud-chips-s2" / "train_features"], tmp_path,
+                     date="2020-04-29")
+    rows = sitewatch.scenes(tmp_path)
+    assert {r["epsg"] for r in rows} == {32619, 32736}
+    chips = [r for r in rows if r["epsg"] == 32736]
+    assert len(chips) == 2
+    assert all([b["name"] for b in r["bands"]] == ["B02", "B03", "B04", "B08"] for r in chips)
+    assert all(r["resolution_m"] == pytest.approx(10.0) for r in chips)
+    pr = [r for r in rows if r["epsg"] == 32619]
+    assert pr[0]["resolution_m"] == pytest.approx(0.305, abs=0.01)
+
+
+def test_envi_landsat_pair_needs_and_takes_a_date(tmp_path, data_dir):
+    header = data_dir / "landsat-taizhou" / "2000TM.HDR"
+    with pytest.raises(SitewatchError, match="--date"):
+        sitewatch.ingest([header], tmp_path / "ws")
+    assert not (tmp_path / "ws").exists()  # a failed first ingest leaves no workspace behind
+    sitewatch.ingest([header], tmp_path / "ws", date="2000-04-05")
+    sitewatch.ingest([data_dir / "landsat-taizhou" / "2003TM"], tmp_path / "ws",
+                     date="2003-05-01")
+    rows = sitewatch.scenes(tmp_path / "ws")
+    assert [r["driver"] for r in rows] == ["ENVI", "ENVI"]
+    assert rows[0]["sensor"] == "landsat" and rows[0]["epsg"] == 32651
+    assert [b["name"] for b in rows[0]["bands"]] == ["B1", "B2", "B3", "B4", "B5", "B7"]
+    assert rows[0]["resolution_m"] == 30.0
+
+
+def test_landsat_composites_folder_with_one_date_each(tmp_path, data_dir):
+    folder = data_dir / "timeseries-landsat-pucallpa"
+    for tif in sorted(folder.glob("*.tif")):
+        sitewatch.ingest([tif], tmp_path, date=f"{tif.stem}-07-01")
+    rows = sitewatch.scenes(tmp_path)
+    assert len(rows) == 8 and rows[0]["acquired"].startswith("1985")
+    assert all(r["epsg"] == 4326 and len(r["bands"]) == 4 for r in rows)
+
+
+def test_xbd_tiles_georeferenced_from_their_labels(tmp_path, data_dir):
+    report = sitewatch.ingest([data_dir / "xbd-joplin"], tmp_path)
+    assert len(report.added) == 4
+    rows = sitewatch.scenes(tmp_path)
+    assert {r["acquired"][:10] for r in rows} == {"2009-08-08", "2011-05-29"}
+    labels = json.loads((data_dir / "xbd-joplin" / "labels" /
+                         "joplin-tornado_00000000_post_disaster.json").read_text())
+    buildings = [shapely.from_wkt(f["wkt"]) for f in labels["features"]["lng_lat"]]
+    post = next(r for r in rows if r["source"].endswith("00000000_post_disaster.png"))
+    footprint = shapely.from_wkt(post["footprint_wkt"])
+    inside = [footprint.contains(b) for b in buildings]
+    assert sum(inside) >= 0.9 * len(buildings)  # a few are cut by the tile edge
+    assert all(footprint.intersects(b) for b in buildings)
+    assert post["properties"]["georeference_rmse_m"] < 1.0  # well under a pixel (~0.45 m)
+    vrt = post["properties"]["vrt"]
+    assert vrt.startswith(str(tmp_path.resolve()))  # pixels stay in the PNG; the VRT points at it
+
+
+def test_stac_catalog_items_become_scenes(tmp_path):
+    image = write_geotiff(tmp_path / "img.tif", np.full((4, 64, 64), 1000, np.uint16), nodata=0)
+    catalog = pystac.Catalog("test", "test catalog")
+    for day in (1, 2):
+        item = pystac.Item(f"item-{day}", geometry=None, bbox=None,
+                           datetime=datetime(2019, 3, day, 8, tzinfo=UTC),
+                           properties={"platform": "sentinel-2a", "eo:cloud_cover": 12.5})
+        item.add_asset("image", pystac.Asset(str(image), media_type=pystac.MediaType.COG,
+                                             roles=["data"]))
+        catalog.add_item(item)
+    catalog.normalize_hrefs(str(tmp_path / "stac"))
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    sitewatch.ingest([tmp_path / "stac"], tmp_path / "ws")
+    rows = sitewatch.scenes(tmp_path / "ws")
+    assert [r["acquired"] for r in rows] == ["2019-03-01T08:00:00Z", "2019-03-02T08:00:00Z"]
+    assert all(r["date_source"] == "stac" and r["cloud_cover"] == 12.5 for r in rows)
+    assert rows[0]["sensor"] == "sentinel-2" and len(rows[0]["bands"]) == 4
+
+
+# -- bad input: one clear error, workspace exactly as it was ---------------------------------
+
+@pytest.fixture
+def populated(tmp_path):
+    ws = tmp_path / "ws"
+    write_geotiff(tmp_path / "good_20190301.tif", np.ones((2, 32, 32), np.uint16))
+    sitewatch.ingest([tmp_path / "good_20190301.tif"], ws)
+    return ws, dump_workspace(ws)
+
+
+def _assert_refused(ws, before, paths, match, **kwargs):
+    with pytest.raises(SitewatchError, match=match) as info:
+        sitewatch.ingest(paths, ws, **kwargs)
+    assert "\n" not in str(info.value)
+    assert dump_workspace(ws) == before
+    return info.value
+
+
+def test_missing_file(populated, tmp_path):
+    error = _assert_refused(*populated, [tmp_path / "nope.tif"], "no such file")
+    assert "nope.tif" in str(error)
+
+
+def test_truncated_geotiff(populated, tmp_path):
+    rng = np.random.default_rng(0)
+    path = write_geotiff(tmp_path / "cut_20190301.tif",
+                         rng.integers(0, 65535, (1, 512, 512), dtype=np.uint16),
+                         tiled=True, blockxsize=128, blockysize=128)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    error = _assert_refused(*populated, [path], "truncated or corrupt")
+    assert "cut_20190301.tif" in str(error)
+    path.write_bytes(data[:100])  # cut inside the header
+    _assert_refused(*populated, [path], "cut_20190301.tif")
+
+
+def test_raster_without_crs(populated, tmp_path):
+    path = write_geotiff(tmp_path / "plain_20190301.tif", np.ones((1, 8, 8), np.uint8), crs=None)
+    _assert_refused(*populated, [path], "no coordinate reference system")
+
+
+def test_unparseable_date(populated, tmp_path):
+    path = write_geotiff(tmp_path / "nodate.tif", np.ones((1, 8, 8), np.uint8))
+    _assert_refused(*populated, [path], "unparseable date", date="the 5th of Mai")
+
+
+def test_levir_png_without_georeference(populated, data_dir):
+    png = data_dir / "levir-cd-samples" / "A" / "test_2_0000_0000.png"
+    error = _assert_refused(*populated, [png], "cannot place this image on Earth")
+    assert "test_2_0000_0000.png" in str(error)
+
+
+def test_stac_item_with_missing_asset(populated, tmp_path):
+    item = pystac.Item("lost", geometry=None, bbox=None,
+                       datetime=datetime(2019, 3, 1, tzinfo=UTC), properties={})
+    item.add_asset("B02", pystac.Asset(str(tmp_path / "gone_B02.tif"), roles=["data"]))
+    item.set_self_href(str(tmp_path / "lost.json"))
+    item.save_object(include_self_link=True)
+    error = _assert_refused(*populated, [tmp_path / "lost.json"], "does not exist")
+    assert "gone_B02.tif" in str(error)
+
+
+def test_one_bad_path_rejects_the_whole_call(populated, tmp_path):
+    good = write_geotiff(tmp_path / "second_20190401.tif", np.ones((1, 8, 8), np.uint8))
+    bad = write_geotiff(tmp_path / "plain_20190301.tif", np.ones((1, 8, 8), np.uint8), crs=None)
+    _assert_refused(*populated, [good, bad], "no coordinate reference system")
+
+
+def test_interrupted_write_leaves_store_unchanged(populated, tmp_path, monkeypatch):
+    ws, before = populated
+    paths = [write_geotiff(tmp_path / f"s_2019040{d}.tif", np.ones((1, 8, 8), np.uint8))
+             for d in (1, 2, 3)]
+    from sitewatch.store import workspace as store_workspace
+
+    calls = {"n": 0}
+    real_insert = store_workspace.Transaction.insert
+
+    def failing_insert(self, layer, record):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real_insert(self, layer, record)
+
+    monkeypatch.setattr(store_workspace.Transaction, "insert", failing_insert)
+    with pytest.raises(OSError):
+        sitewatch.ingest(paths, ws)
+    assert calls["n"] == 2
+    assert dump_workspace(ws) == before
+
+
+def test_changed_file_is_updated_not_duplicated(tmp_path):
+    path = write_geotiff(tmp_path / "x_20190301.tif", np.ones((1, 8, 8), np.uint8))
+    sitewatch.ingest([path], tmp_path / "ws")
+    write_geotiff(path, np.ones((1, 16, 16), np.uint8),
+                  transform=from_origin(500_000, 3_800_000, 5, 5))
+    report = sitewatch.ingest([path], tmp_path / "ws")
+    assert len(report.updated) == 1
+    with Workspace.open(tmp_path / "ws") as ws:
+        rows = ws.rows("scenes")
+    assert len(rows) == 1 and rows[0]["width"] == 16 and rows[0]["resolution_m"] == 5.0

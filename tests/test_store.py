@@ -1,0 +1,105 @@
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pyogrio
+import pytest
+import shapely
+from conftest import dump_workspace
+
+from sitewatch import SitewatchError, Workspace
+from sitewatch.store import LAYERS, SCHEMA_VERSION, geopackage
+
+
+def test_new_workspace_is_a_geopackage_that_ogr_reads(tmp_path):
+    with Workspace.open(tmp_path / "ws", create=True) as ws:
+        with ws.transaction() as txn:
+            txn.insert("places", {"geom": shapely.Point(40.97, 34.39), "name": "crossing",
+                                  "kind": "border crossing"})
+    gpkg = tmp_path / "ws" / "sitewatch.gpkg"
+    layers = dict(pyogrio.list_layers(gpkg))
+    assert set(layers) == {layer.name for layer in LAYERS}
+    info = pyogrio.read_info(gpkg, layer="places")
+    assert info["crs"] == "EPSG:4326"
+    assert info["features"] == 1
+    assert info["total_bounds"] == pytest.approx((40.97, 34.39, 40.97, 34.39))
+    assert (tmp_path / "ws" / "rasters").is_dir()
+
+
+def test_geometry_blob_round_trip():
+    polygon = shapely.Polygon([(40.9, 34.3), (41.0, 34.3), (41.0, 34.4), (40.9, 34.3)])
+    for geometry in (polygon, shapely.Point(1, 2), shapely.LineString([(0, 0), (1, 1)])):
+        assert geopackage.decode(geopackage.encode(geometry)).equals(geometry)
+    assert geopackage.decode(geopackage.encode(shapely.Polygon())).is_empty
+
+
+def test_failed_transaction_leaves_store_unchanged(tmp_path):
+    ws = Workspace.open(tmp_path, create=True)
+    with ws.transaction() as txn:
+        txn.insert("places", {"geom": shapely.Point(0, 0), "name": "a", "kind": "town"})
+    before = dump_workspace(tmp_path)
+    with pytest.raises(ZeroDivisionError), ws.transaction() as txn:
+        txn.insert("places", {"geom": shapely.Point(1, 1), "name": "b", "kind": "town"})
+        1 / 0
+    ws.close()
+    assert dump_workspace(tmp_path) == before
+
+
+def test_process_killed_mid_write_leaves_store_unchanged(tmp_path):
+    Workspace.open(tmp_path, create=True).close()
+    before = dump_workspace(tmp_path)
+    script = textwrap.dedent(f"""
+        import os, shapely
+        from sitewatch.store import Workspace
+        ws = Workspace.open({str(tmp_path)!r})
+        with ws.transaction() as txn:
+            for i in range(500):
+                txn.insert("places", {{"geom": shapely.Point(i, 0), "name": f"p{{i}}",
+                                      "kind": "town"}})
+            os._exit(9)  # killed half way: no commit, no rollback
+    """)
+    result = subprocess.run([sys.executable, "-c", script], check=False)
+    assert result.returncode == 9
+    assert dump_workspace(tmp_path) == before  # the rollback journal is replayed on open
+    with Workspace.open(tmp_path) as ws:
+        assert ws.count("places") == 0
+
+
+def test_newer_schema_is_refused_and_untouched(tmp_path):
+    Workspace.open(tmp_path, create=True).close()
+    conn = sqlite3.connect(tmp_path / "sitewatch.gpkg")
+    conn.execute("UPDATE sitewatch_meta SET value = ? WHERE key = 'schema_version'",
+                 (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    before = dump_workspace(tmp_path)
+    with pytest.raises(SitewatchError, match="newer sitewatch"):
+        Workspace.open(tmp_path)
+    assert dump_workspace(tmp_path) == before
+
+
+def test_corrupt_or_foreign_database_is_a_clear_error(tmp_path):
+    (tmp_path / "sitewatch.gpkg").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(SitewatchError, match="sitewatch.gpkg"):
+        Workspace.open(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    sqlite3.connect(other / "sitewatch.gpkg").execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(SitewatchError, match="not a sitewatch workspace"):
+        Workspace.open(other)
+
+
+def test_missing_workspace_is_not_created_without_asking(tmp_path):
+    with pytest.raises(SitewatchError, match="not a sitewatch workspace"):
+        Workspace.open(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_unknown_column_is_rejected_before_writing(tmp_path):
+    with Workspace.open(tmp_path, create=True) as ws:
+        with pytest.raises(KeyError), ws.transaction() as txn:
+            txn.insert("places", {"name": "x", "kind": "town", "colour": "red"})
+        assert ws.count("places") == 0
+    assert os.path.exists(tmp_path / "sitewatch.gpkg")
