@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import write_geotiff
+
+
+def run(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "sitewatch", *map(str, args)],
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "COLUMNS": "200"})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["scenes"], ["simulate"], ["demo"],
+                                     ["places"], ["places", "import"], ["places", "list"]])
+def test_help_everywhere(command):
+    result = run(*command, "--help")
+    assert "Usage:" in result.stdout
+
+
+def test_user_mistake_is_one_line_without_traceback(tmp_path, data_dir):
+    png = data_dir / "levir-cd-samples" / "A" / "test_2_0000_0000.png"
+    result = run("ingest", png, "-w", tmp_path / "ws", check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "test_2_0000_0000.png" in lines[0] and "georeference" in lines[0]
+    debug = run("--debug", "ingest", png, "-w", tmp_path / "ws", check=False)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_ingest_then_list_as_json_and_table(tmp_path):
+    write_geotiff(tmp_path / "site_20190315.tif", np.ones((4, 20, 30), np.uint16), nodata=0)
+    result = run("ingest", tmp_path / "site_20190315.tif", "--workspace", tmp_path / "ws")
+    assert "1 scene(s) added" in result.stdout
+    again = run("ingest", tmp_path / "site_20190315.tif", "-w", tmp_path / "ws")
+    assert "0 scene(s) added" in again.stdout and "1 unchanged" in again.stdout
+    rows = json.loads(run("scenes", "-w", tmp_path / "ws", "--json").stdout)
+    assert len(rows) == 1
+    assert rows[0]["acquired"] == "2019-03-15T00:00:00Z"
+    assert (rows[0]["width"], rows[0]["height"], len(rows[0]["bands"])) == (30, 20, 4)
+    assert rows[0]["epsg"] == 32637
+    table = run("scenes", "-w", tmp_path / "ws").stdout
+    assert "EPSG:32637" in table
+
+
+def test_places_import_and_list(tmp_path):
+    geojson = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [40.97, 34.39]},
+             "properties": {"name": "Al-Qaim crossing", "kind": "border crossing"}},
+            {"type": "Feature",
+             "geometry": {"type": "LineString", "coordinates": [[40.95, 34.5], [41.0, 34.3]]},
+             "properties": {"name": "Iraq-Syria border", "left": "Iraq", "right": "Syria"}},
+        ],
+    }
+    path = tmp_path / "places.geojson"
+    path.write_text(json.dumps(geojson))
+    assert "1 place(s) and 1 border(s)" in run("places", "import", path, "-w", tmp_path).stdout
+    listed = json.loads(run("places", "list", "-w", tmp_path, "--json").stdout)
+    assert listed["places"][0]["kind"] == "border crossing"
+    assert listed["places"][0]["lat"] == pytest.approx(34.39)
+    assert listed["borders"][0]["left_name"] == "Iraq"
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    result = run("places", "import", bad, "-w", tmp_path, check=False)
+    assert result.returncode == 2 and "bad.geojson" in result.stderr
