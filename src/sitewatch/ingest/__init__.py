@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from sitewatch import __version__
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import dates, discover, raster, sensors, stac, xbd
 from sitewatch.ingest.records import Band, Scene
 from sitewatch.store import GPKG_NAME, Workspace
+from sitewatch.store.geopackage import now_iso
 
 __all__ = ["Band", "IngestReport", "Scene", "ingest", "describe"]
 
@@ -96,7 +99,8 @@ def ingest(
             scenes, skipped = describe(paths, date=date, georef_dir=root / GEOREF_DIR,
                                        on_progress=on_progress)
             report = IngestReport(skipped=skipped)
-            _record(ws, scenes, report)
+            _record(ws, scenes, report, {"paths": [str(p) for p in paths],
+                                         "date": None if date is None else str(date)})
         finally:
             if owns:
                 ws.close()
@@ -127,8 +131,9 @@ class _Leftovers:
             (self.root / GPKG_NAME).unlink(missing_ok=True)
 
 
-def _record(ws: Workspace, scenes: list[Scene], report: IngestReport) -> None:
+def _record(ws: Workspace, scenes: list[Scene], report: IngestReport, parameters: dict) -> None:
     seen: dict[str, str] = {}
+    started = now_iso()
     with ws.transaction() as txn:
         for scene in scenes:
             if scene.source in seen:
@@ -145,6 +150,13 @@ def _record(ws: Workspace, scenes: list[Scene], report: IngestReport) -> None:
                 txn.delete("scenes", "fid = ?", (existing[0]["fid"],))
                 txn.insert("scenes", row)
                 report.updated.append(row["scene_id"])
+        if report.added or report.updated:
+            txn.insert("runs", {
+                "run_id": f"ingest-{uuid.uuid4().hex[:12]}", "stage": "ingest",
+                "started_at": started, "finished_at": now_iso(), "status": "ok",
+                "sitewatch_version": __version__, "parameters": parameters,
+                "inputs": {"added": report.added, "updated": report.updated},
+            })
 
 
 def _describe(candidate: discover.Candidate, georef_dir: Path | None) -> list[Scene]:
