@@ -267,3 +267,36 @@ def test_changed_file_is_updated_not_duplicated(tmp_path):
     with Workspace.open(tmp_path / "ws") as ws:
         rows = ws.rows("scenes")
     assert len(rows) == 1 and rows[0]["width"] == 16 and rows[0]["resolution_m"] == 5.0
+
+
+def test_eopatch_dates_exposed_through_vrts_without_copying(tmp_path, data_dir):
+    import rasterio
+
+    patch = data_dir / "eopatch-slovenia"
+    report = sitewatch.ingest([patch], tmp_path)
+    assert len(report.added) == 68
+    rows = sitewatch.scenes(tmp_path)
+    stamps = json.loads((patch / "timestamps.json").read_text())
+    assert [r["acquired"][:19] for r in rows] == sorted(s[:19] for s in stamps)
+    row = rows[10]
+    index = row["properties"]["time_index"]
+    assert [b["name"] for b in row["bands"]] == ["NDVI", "CLM", "IS_DATA"]
+    assert row["epsg"] == 32633 and row["resolution_m"] == pytest.approx(10.0, abs=0.01)
+    with rasterio.open(row["properties"]["vrt"]) as src:
+        ndvi = src.read(1)
+    assert np.array_equal(ndvi, np.load(patch / "data" / "NDVI.npy")[index, :, :, 0])
+    clouds = np.load(patch / "mask" / "CLM.npy")[index, :, :, 0].astype(bool)
+    valid = np.load(patch / "mask" / "IS_DATA.npy")[index, :, :, 0].astype(bool)
+    assert row["cloud_cover"] == pytest.approx(100 * (clouds & valid).sum() / valid.sum(),
+                                               abs=0.01)
+    assert row["nodata_fraction"] == pytest.approx(1 - valid.mean())
+
+
+def test_each_ingest_is_recorded_as_a_run(oscd_workspace):
+    root, report = oscd_workspace
+    with Workspace.open(root) as ws:
+        runs = ws.rows("runs")
+    assert len(runs) == 1  # the re-ingest in another test added nothing, so recorded nothing
+    assert runs[0]["stage"] == "ingest" and runs[0]["status"] == "ok"
+    assert sorted(runs[0]["inputs"]["added"]) == sorted(report.added)
+    assert runs[0]["sitewatch_version"] == sitewatch.__version__

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sitewatch import __version__
 from sitewatch.errors import SitewatchError
-from sitewatch.ingest import dates, discover, raster, sensors, stac, xbd
+from sitewatch.ingest import dates, discover, eopatch, raster, sensors, stac, xbd
 from sitewatch.ingest.records import Band, Scene
 from sitewatch.store import GPKG_NAME, Workspace
 from sitewatch.store.geopackage import now_iso
@@ -118,14 +118,14 @@ class _Leftovers:
         self.root_existed = root.exists()
         self.gpkg_existed = (root / GPKG_NAME).exists()
         georef = root / GEOREF_DIR
-        self.vrts_before = set(georef.glob("*.vrt")) if georef.is_dir() else set()
+        self.vrts_before = set(georef.rglob("*.vrt")) if georef.is_dir() else set()
 
     def remove(self) -> None:
         if not self.root_existed:
             shutil.rmtree(self.root, ignore_errors=True)
             return
         georef = self.root / GEOREF_DIR
-        for vrt in (set(georef.glob("*.vrt")) if georef.is_dir() else set()) - self.vrts_before:
+        for vrt in (set(georef.rglob("*.vrt")) if georef.is_dir() else set()) - self.vrts_before:
             vrt.unlink(missing_ok=True)
         if not self.gpkg_existed:
             (self.root / GPKG_NAME).unlink(missing_ok=True)
@@ -167,6 +167,10 @@ def _describe(candidate: discover.Candidate, georef_dir: Path | None) -> list[Sc
             raise SitewatchError("xBD tiles need a workspace to hold their georeference",
                                  candidate.path)
         return [xbd.describe(candidate.path, candidate.labels, georef_dir)]
+    if candidate.kind == "eopatch":
+        if georef_dir is None:
+            raise SitewatchError("EOPatches need a workspace to hold their VRTs", candidate.path)
+        return eopatch.describe(candidate.path, georef_dir)
     if candidate.kind == "band_folder":
         return [_describe_band_folder(candidate)]
     return [_describe_file(candidate.path)]

@@ -7,6 +7,7 @@ A path may be:
   ``<city>/imgs_1/`` with the dates in ``<city>/dates.txt``);
 - a local static STAC catalog, collection or item JSON (or a folder holding ``catalog.json``);
 - an xBD tile (``images/x.png`` with ``labels/x.json``);
+- an eo-learn EOPatch folder (``data/*.npy``, ``timestamps.json``, ``bbox.geojson``);
 - any folder holding the above, searched recursively.
 
 Files met while searching a folder that carry no georeference (label masks, previews) are skipped
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sitewatch.errors import SitewatchError
-from sitewatch.ingest import sensors, stac, xbd
+from sitewatch.ingest import eopatch, sensors, stac, xbd
 
 RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".jp2", ".img", ".vrt", ".ntf", ".nc", ".hdf"})
 CATALOG_NAMES = ("catalog.json", "collection.json")
@@ -32,7 +33,7 @@ CATALOG_NAMES = ("catalog.json", "collection.json")
 class Candidate:
     """Something that should yield one or more scenes."""
 
-    kind: str  # "file" | "band_folder" | "stac" | "xbd"
+    kind: str  # "file" | "band_folder" | "stac" | "xbd" | "eopatch"
     path: Path
     explicit: bool  # named by the user (errors) rather than found in a folder (skips)
     band_files: tuple[tuple[str, Path], ...] = ()
@@ -76,6 +77,9 @@ def _walk(folder: Path) -> Iterator[Candidate]:
         if (folder / name).is_file():
             yield Candidate("stac", folder / name, explicit=False)
             return
+    if eopatch.is_eopatch(folder):
+        yield Candidate("eopatch", folder, explicit=False)
+        return
     entries = sorted(folder.iterdir())
     band_files = {}
     for entry in entries:
