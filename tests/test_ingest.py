@@ -1,15 +1,14 @@
 import json
-import shutil
 from datetime import UTC, datetime
 
 import numpy as np
 import pystac
 import pytest
 import shapely
-from conftest import dump_workspace, write_geotiff
 from rasterio.transform import from_origin
 
 import sitewatch
+from conftest import dump_workspace, write_geotiff
 from sitewatch import SitewatchError, Workspace
 from sitewatch.ingest import dates
 

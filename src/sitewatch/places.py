@@ -27,7 +27,9 @@ class PlacesReport:
     borders: list[str]
 
 
-def import_places(path: str | os.PathLike, workspace: str | os.PathLike | Workspace) -> PlacesReport:
+def import_places(
+    path: str | os.PathLike, workspace: str | os.PathLike | Workspace
+) -> PlacesReport:
     """Import the places and borders of the GeoJSON file ``path`` into ``workspace``."""
     path = Path(path)
     features = _read_features(path)

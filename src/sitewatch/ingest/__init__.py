@@ -54,7 +54,8 @@ def describe(
     """Describe the scenes at ``paths``; returns them and the (path, reason) pairs skipped.
 
     ``date`` sets the acquisition time of every scene found (for sources that do not say, such
-    as tiles of one acquisition); it overrides dates found in metadata. ``georef_dir`` receives the VRTs of xBD tiles.
+    as tiles of one acquisition); it overrides dates found in metadata. ``georef_dir``
+    receives the VRTs of xBD tiles and EOPatches.
     """
     candidates = [c for path in paths for c in discover.discover(path)]
     scenes: list[Scene] = []

@@ -81,7 +81,8 @@ def register_layer(
     conn.execute(
         "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change,"
         " srs_id) VALUES (?, ?, ?, ?, ?, ?)",
-        (table, data_type, table, description, now_iso(), None if geometry_type is None else SRS_ID),
+        (table, data_type, table, description, now_iso(),
+         None if geometry_type is None else SRS_ID),
     )
     if geometry_type is not None:
         conn.execute(

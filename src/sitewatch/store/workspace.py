@@ -63,7 +63,9 @@ class Workspace:
                     root,
                 )
             if root.exists() and not root.is_dir():
-                raise SitewatchError("exists and is not a directory; choose another workspace", root)
+                raise SitewatchError(
+                    "exists and is not a directory; choose another workspace", root
+                )
             _create_gpkg(gpkg)
         conn = _connect(gpkg)
         try:
