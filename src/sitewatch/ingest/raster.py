@@ -95,17 +95,22 @@ def check_complete(dataset: rasterio.DatasetReader, path: str | os.PathLike) -> 
 
 
 def resolution_metres(crs: CRS, transform, width: int, height: int) -> float:
-    """Pixel size in metres: the geotransform's step, measured geodesically if in degrees."""
+    """Pixel size in metres: the side of a square pixel of the same ground area.
+
+    The geotransform's steps, measured geodesically at the raster centre if in degrees (a
+    Sentinel-2 band resampled to EPSG:4326 has pixels taller than wide at mid latitudes; their
+    area still matches the 10 m original).
+    """
     res_x, res_y = abs(transform.a), abs(transform.e)
     if crs.is_projected:
         unit = crs.axis_info[0].unit_conversion_factor
-        return float(min(res_x, res_y) * unit)
+        return float(math.sqrt(res_x * res_y) * unit)
     lon, lat = transform @ (width / 2, height / 2)
     to_geo = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
     lon, lat = to_geo.transform(lon, lat)
     _, _, dx = _GEOD.inv(lon, lat, lon + res_x, lat)
     _, _, dy = _GEOD.inv(lon, lat, lon, lat + res_y)
-    return float(min(dx, dy))
+    return float(math.sqrt(dx * dy))
 
 
 def footprint_4326(crs: CRS, transform, width: int, height: int) -> Polygon:
