@@ -9,9 +9,17 @@ The Python API mirrors the ``sitewatch`` command::
 
 __version__ = "0.1.0"
 
-from sitewatch.api import demo, import_places, ingest, places, scenes, simulate  # noqa: E402
+from sitewatch.api import (  # noqa: E402
+    demo,
+    import_places,
+    ingest,
+    places,
+    scenes,
+    simulate,
+    stack,
+)
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.store import Workspace  # noqa: E402
 
 __all__ = ["SitewatchError", "Workspace", "__version__", "demo", "import_places", "ingest",
-           "places", "scenes", "simulate"]
+           "places", "scenes", "simulate", "stack"]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sitewatch.errors import SitewatchError
 from sitewatch.ingest import IngestReport
 from sitewatch.ingest import ingest as _ingest
 from sitewatch.places import PlacesReport
@@ -16,6 +17,7 @@ from sitewatch.store import Workspace
 if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
     from sitewatch.simulate import SimulationResult
+    from sitewatch.stack import StackResult
 
 PathLike = str | os.PathLike
 
@@ -55,6 +57,41 @@ def places(workspace: PathLike) -> tuple[list[dict[str, Any]], list[dict[str, An
         row.update(wkt=line.wkt, vertices=len(line.coords))
         row.pop("fid")
     return place_rows, border_rows
+
+
+def stack(workspace: PathLike, *, aoi: str | os.PathLike | None = None,
+          place: str | None = None, radius_m: float = 3000.0, name: str | None = None,
+          resolution: float | None = None, crs: str | int | None = None,
+          on_progress: Callable[[str, float], None] | None = None, **options: Any) -> StackResult:
+    """Build the analysis-ready stack of an AOI (``sitewatch stack``).
+
+    The AOI is a GeoJSON file or a ``"min_lon,min_lat,max_lon,max_lat"`` string (``aoi``), or
+    a circle of ``radius_m`` metres around a workspace reference ``place``. Other options are
+    those of :func:`sitewatch.stack.build_stack`.
+    """
+    from sitewatch.stack import build_stack, from_bbox, from_geojson, from_place
+
+    epsg = _parse_epsg(crs)
+    with Workspace.open(workspace) as ws:
+        if place is not None:
+            region = from_place(ws, place, radius_m, name)
+        elif aoi is None:
+            raise SitewatchError("give the AOI: --aoi FILE.geojson, --aoi BBOX or --place NAME")
+        elif os.path.exists(aoi):
+            region = from_geojson(aoi, name)
+        else:
+            region = from_bbox(str(aoi), name)
+        return build_stack(ws, region, resolution=resolution, epsg=epsg,
+                           on_progress=on_progress, **options)
+
+
+def _parse_epsg(crs: str | int | None) -> int | None:
+    if crs is None or isinstance(crs, int):
+        return crs
+    text = crs.upper().removeprefix("EPSG:")
+    if not text.isdigit():
+        raise SitewatchError(f"--crs {crs!r} is not EPSG:<code>, e.g. EPSG:32637")
+    return int(text)
 
 
 def simulate(out_dir: PathLike, *, sensor: str = "s2", seed: int = 0,

@@ -150,6 +150,63 @@ def places_list(
 
 
 @app.command()
+def stack(
+    workspace: WorkspaceOption,
+    aoi: Annotated[str | None, typer.Option(
+        help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'."
+    )] = None,
+    place: Annotated[str | None, typer.Option(
+        help="AOI as a circle around this reference place of the workspace (with --radius)."
+    )] = None,
+    radius: Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")] = 3000.0,
+    name: Annotated[str | None, typer.Option(help="Name to record the AOI under.")] = None,
+    res: Annotated[float | None, typer.Option(
+        "--res", help="Pixel size in metres (default: finest common band resolution).")] = None,
+    crs: Annotated[str | None, typer.Option(
+        help="Output CRS as EPSG:code (default: UTM zone of the AOI centroid).")] = None,
+    sensor: Annotated[str | None, typer.Option(
+        help="Use only scenes of this sensor (needed when several cover the AOI).")] = None,
+    bands: Annotated[str | None, typer.Option(
+        help="Comma-separated bands (default: every band common to the scenes).")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Reference acquisition day YYYY-MM-DD (default: the clearest).")] = None,
+    normalise: Annotated[str, typer.Option(
+        help="Radiometric normalisation: irmad, histogram or none.")] = "irmad",
+    coregister: Annotated[str, typer.Option(help="Co-registration: global or none.")] = "global",
+    min_clear: Annotated[float, typer.Option(
+        help="Leave out acquisitions with a smaller clear-pixel fraction (0..1).")] = 0.3,
+    memory_mb: Annotated[int, typer.Option(help="Working-memory budget, MiB.")] = 1024,
+) -> None:
+    """Build the analysis-ready stack of an AOI: one grid, co-registered, normalised, masked."""
+    with _progress("Stacking", total=100) as progress:
+        task = progress.task_ids[0]
+
+        def step(message: str, fraction: float) -> None:
+            progress.update(task, completed=100 * fraction, description=message)
+
+        result = api.stack(workspace, aoi=aoi, place=place, radius_m=radius, name=name,
+                           resolution=res, crs=crs, sensor=sensor,
+                           bands=bands.split(",") if bands else None, reference=reference,
+                           normalisation=normalise, coregistration=coregister,
+                           min_clear_fraction=min_clear, memory_mb=memory_mb,
+                           on_progress=step)
+    grid = result.grid
+    out.print(f"stack of {result.aoi.name!r}: {len(result.included)} acquisition(s) x "
+              f"{len(result.bands)} band(s) on EPSG:{grid.epsg}, {grid.width}x{grid.height} px "
+              f"at {grid.resolution:g} m; reference {result.reference}")
+    table = Table()
+    for column in ("acquisition", "clear %", "shift x,y (px)", "confidence", "used", "note"):
+        table.add_column(column)
+    for a in result.acquisitions:
+        confidence = "-" if a.shift_confidence is None else f"{a.shift_confidence:.2f}"
+        table.add_row(a.key, f"{100 * a.clear_fraction:.0f}",
+                      f"{a.shift[0]:+.2f},{a.shift[1]:+.2f}" + ("" if a.shift_applied else " *"),
+                      confidence, "yes" if a.included else "no", a.reason or "")
+    out.print(table)
+    out.print(f"-> {result.path}  (* shift not applied)")
+
+
+@app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Argument(help="New directory for the imagery, STAC catalog "
                                             "and ground truth.")],
