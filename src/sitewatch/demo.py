@@ -14,16 +14,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapely.geometry import box
+
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import ingest
 from sitewatch.places import import_places
 from sitewatch.simulate import simulate
+from sitewatch.stack import AOI, StackResult, build_stack, from_place
 from sitewatch.store import Workspace
 
 #: File that marks a directory as made by the demo, so a re-run may replace it.
 MARKER = ".sitewatch-demo"
 #: Pipeline stages the demo runs, in order.
-STAGES = ("simulate", "ingest", "places")
+STAGES = ("simulate", "ingest", "places", "stack")
+#: The Sentinel-2 AOI: a circle around the border crossing holding every site, metres.
+S2_AOI_RADIUS_M = 3500.0
+CROSSING = "Al-Qaim border crossing"
 
 
 @dataclass
@@ -37,6 +43,22 @@ class SensorSummary:
     epsg: int | None
     mean_cloud_cover: float | None
     scenes_with_nodata: int
+    stack: StackResult | None = None
+
+    def stack_text(self) -> str:
+        if self.stack is None:
+            return ""
+        st, grid = self.stack, self.stack.grid
+        used = st.included
+        shifts = [max(abs(a.shift[0]), abs(a.shift[1])) for a in used if a.shift_applied]
+        left_out = [f"{a.key[:10]} ({a.reason})" for a in st.acquisitions if not a.included]
+        return (
+            f"    stack {st.aoi.name!r}: {len(used)} of {len(st.acquisitions)} acquisitions on "
+            f"{grid.width}x{grid.height} px at {grid.resolution:g} m, reference "
+            f"{st.reference[:10]}, co-registration shifts up to "
+            f"{max(shifts, default=0.0):.2f} px"
+            + (f"; left out: {', '.join(left_out)}" if left_out else "")
+        )
 
 
 @dataclass
@@ -62,6 +84,8 @@ class DemoSummary:
                 f"at {res} m, EPSG:{s.epsg}, mean cloud cover {cloud}, "
                 f"{s.scenes_with_nodata} with nodata edges"
             )
+            if s.stack is not None:
+                lines.append(s.stack_text())
         lines.append("  reference places: " + ", ".join(f"{n} ({k})" for n, k in self.places))
         lines.append("  borders: " + ", ".join(self.borders))
         lines.append("  stages run: " + ", ".join(self.stages))
@@ -98,8 +122,27 @@ def run_demo(
         summary.places = [(p["name"], p["kind"]) for p in ws.rows("places", order_by="name")]
         summary.borders = [b["name"] for b in ws.rows("borders", order_by="name")]
     for sensor in sensors:
-        summary.sensors.append(_summarise(sensor, [r for r in rows if _sensor_of(r) == sensor]))
+        sensor_rows = [r for r in rows if _sensor_of(r) == sensor]
+        summary.sensors.append(_summarise(sensor, sensor_rows))
+    for sensor_summary in summary.sensors:
+        if on_progress:
+            on_progress(f"Stacking {sensor_summary.sensor} imagery")
+        sensor_rows = [r for r in rows if _sensor_of(r) == sensor_summary.sensor]
+        with Workspace.open(workspace) as ws:
+            aoi = (from_place(ws, CROSSING, S2_AOI_RADIUS_M, "border-crossing")
+                   if sensor_summary.sensor == "s2" else _vhr_aoi(sensor_rows))
+        sensor_summary.stack = build_stack(workspace, aoi, sensor=sensor_rows[0]["sensor"])
     return summary
+
+
+def _vhr_aoi(rows: list[dict]) -> AOI:
+    """The area every VHR scene covers (the compound's surroundings), trimmed by 5 %."""
+    common = rows[0]["geom"]
+    for row in rows[1:]:
+        common = common.intersection(row["geom"])
+    west, south, east, north = common.bounds
+    trim_x, trim_y = 0.05 * (east - west), 0.05 * (north - south)
+    return AOI("compound", box(west + trim_x, south + trim_y, east - trim_x, north - trim_y))
 
 
 def _prepare(out: Path) -> None:

@@ -48,13 +48,15 @@ def describe(
     paths: Iterable[str | os.PathLike],
     *,
     date: str | datetime | None = None,
+    fallback_date: str | datetime | None = None,
     georef_dir: str | os.PathLike | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Scene], list[tuple[str, str]]]:
     """Describe the scenes at ``paths``; returns them and the (path, reason) pairs skipped.
 
     ``date`` sets the acquisition time of every scene found (for sources that do not say, such
-    as tiles of one acquisition); it overrides dates found in metadata. ``georef_dir``
+    as tiles of one acquisition); it overrides dates found in metadata. ``fallback_date`` is
+    used only for scenes whose sources give no date. ``georef_dir``
     receives the VRTs of xBD tiles and EOPatches.
     """
     candidates = [c for path in paths for c in discover.discover(path)]
@@ -72,7 +74,7 @@ def describe(
     if not scenes:
         reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped[:3])
         raise SitewatchError(f"no georeferenced imagery found ({reasons})")
-    _assign_dates(scenes, date)
+    _assign_dates(scenes, date, fallback_date)
     return scenes, skipped
 
 
@@ -81,6 +83,7 @@ def ingest(
     workspace: str | os.PathLike | Workspace,
     *,
     date: str | datetime | None = None,
+    fallback_date: str | datetime | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Register the imagery at ``paths`` in ``workspace`` (created if missing).
@@ -97,8 +100,8 @@ def ingest(
     try:
         ws = Workspace.open(workspace, create=True) if owns else workspace
         try:
-            scenes, skipped = describe(paths, date=date, georef_dir=root / GEOREF_DIR,
-                                       on_progress=on_progress)
+            scenes, skipped = describe(paths, date=date, fallback_date=fallback_date,
+                                       georef_dir=root / GEOREF_DIR, on_progress=on_progress)
             report = IngestReport(skipped=skipped)
             _record(ws, scenes, report, {"paths": [str(p) for p in paths],
                                          "date": None if date is None else str(date)})
@@ -225,11 +228,17 @@ def _oscd_date(folder: Path) -> datetime | None:
     raise SitewatchError(f"has no {key} line for {folder.name}/", dates_file)
 
 
-def _assign_dates(scenes: list[Scene], date: str | datetime | None) -> None:
-    if date is not None:
-        value = dates.parse_user_date(date) if isinstance(date, str) else dates.as_utc(date)
-        for scene in scenes:
-            scene.acquired, scene.date_source = value, "user"
+def _assign_dates(scenes: list[Scene], date: str | datetime | None,
+                  fallback_date: str | datetime | None) -> None:
+    for value, source, scenes_to_set in (
+        (date, "user", scenes),
+        (fallback_date, "fallback", [s for s in scenes if s.acquired is None]),
+    ):
+        if value is None:
+            continue
+        value = dates.parse_user_date(value) if isinstance(value, str) else dates.as_utc(value)
+        for scene in scenes_to_set:
+            scene.acquired, scene.date_source = value, source
     for scene in scenes:
         if scene.acquired is None:
             raise SitewatchError(

@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import shapely
 from pyproj import Transformer
 from rasterio.windows import Window
@@ -64,6 +65,8 @@ COREGISTRATION_WINDOW = 1024
 HALO = 64
 #: Zarr chunk side (pixels); blocks are multiples of it.
 CHUNK = 512
+#: Share (percent) of ``memory_mb`` given to GDAL's block cache; the rest sizes the blocks.
+GDAL_CACHE_SHARE = 20
 #: Pixel sizes (metres) that automatic resolutions are rounded to when within 10 %.
 STANDARD_RESOLUTIONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0,
                         4.0, 5.0, 6.0, 7.5, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
@@ -144,6 +147,7 @@ def build_stack(
     """Build and store the analysis-ready stack of ``aoi`` (see the module docstring).
 
     ``resolution`` is in metres, ``epsg`` a projected CRS (default: the UTM zone of the AOI),
+    ``sensor`` selects the scenes of one sensor (``"any"`` mixes sensors on their common bands),
     ``reference`` an acquisition day (``YYYY-MM-DD``) to register and normalise to,
     ``memory_mb`` the working-memory budget for the writing pass.
     """
@@ -154,9 +158,13 @@ def build_stack(
         raise SitewatchError(f"unknown co-registration {coregistration!r}; choose one of "
                              f"{', '.join(COREGISTRATION_METHODS)}")
     progress = on_progress or (lambda message, fraction: None)
-    owns = not isinstance(workspace, Workspace)
-    ws = Workspace.open(workspace) if owns else workspace
-    try:
+    with contextlib.ExitStack() as cleanup:
+        ws = workspace
+        if not isinstance(workspace, Workspace):
+            ws = cleanup.enter_context(Workspace.open(workspace))
+        # GDAL's block cache would otherwise grow to 5 % of the machine's RAM on its own.
+        cleanup.enter_context(rasterio.Env(
+            GDAL_CACHEMAX=max(32, memory_mb * GDAL_CACHE_SHARE // 100)))
         scenes = _select_scenes(ws, aoi, sensor, start, end)
         band_names = _common_bands(scenes, bands)
         resolution = resolution or _auto_resolution(scenes, band_names)
@@ -193,7 +201,8 @@ def build_stack(
         tmp = stacks_dir / f".{final.name}.tmp"
         try:
             store = output.create(tmp, grid, band_names, [o for _, o in kept], aoi.name)
-            _write_blocks(store, kept, ref_acq, band_names, grid, fits, memory_mb, progress,
+            block_mb = memory_mb * (100 - GDAL_CACHE_SHARE) // 100
+            _write_blocks(store, kept, ref_acq, band_names, grid, fits, block_mb, progress,
                           local=coregistration == "local", min_confidence=min_shift_confidence)
             output.finalise(tmp)
             tmp.rename(final)
@@ -214,9 +223,6 @@ def build_stack(
             raise
         progress("Done", 1.0)
         return result
-    finally:
-        if owns:
-            ws.close()
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -231,6 +237,8 @@ def _select_scenes(ws: Workspace, aoi: AOI, sensor: str | None, start, end) -> l
         raise SitewatchError(f"no registered scene covers the AOI {aoi.name!r} (in the date "
                              "range); ingest imagery of it first")
     sensors = sorted({r["sensor"] or "unknown" for r in rows})
+    if sensor == "any":
+        return rows
     if sensor is not None:
         rows = [r for r in rows if (r["sensor"] or "unknown") == sensor]
         if not rows:
