@@ -9,8 +9,16 @@ The Python API mirrors the ``sitewatch`` command::
 
 __version__ = "0.1.0"
 
+# The stage packages are imported before the API functions of the same names are bound below:
+# importing a subpackage for the first time later would rebind ``sitewatch.<name>`` to it.
+import sitewatch.detect  # noqa: E402, F401
+import sitewatch.ingest  # noqa: E402, F401
+import sitewatch.simulate  # noqa: E402, F401
+import sitewatch.stack  # noqa: E402, F401
 from sitewatch.api import (  # noqa: E402
+    compare,
     demo,
+    detect,
     import_places,
     ingest,
     places,
@@ -21,5 +29,5 @@ from sitewatch.api import (  # noqa: E402
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.store import Workspace  # noqa: E402
 
-__all__ = ["SitewatchError", "Workspace", "__version__", "demo", "import_places", "ingest",
-           "places", "scenes", "simulate", "stack"]
+__all__ = ["SitewatchError", "Workspace", "__version__", "compare", "demo", "detect",
+           "import_places", "ingest", "places", "scenes", "simulate", "stack"]

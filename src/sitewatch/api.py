@@ -16,6 +16,7 @@ from sitewatch.store import Workspace
 
 if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
+    from sitewatch.detect import DetectResult
     from sitewatch.simulate import SimulationResult
     from sitewatch.stack import StackResult
 
@@ -83,6 +84,23 @@ def stack(workspace: PathLike, *, aoi: str | os.PathLike | None = None,
             region = from_bbox(str(aoi), name)
         return build_stack(ws, region, resolution=resolution, epsg=epsg,
                            on_progress=on_progress, **options)
+
+
+def detect(workspace: PathLike, aoi: str, *, method: str = "default",
+           dates: Sequence[str] | None = None,
+           on_progress: Callable[[str, float], None] | None = None) -> DetectResult:
+    """Detect change in the stack of ``aoi`` and store the layers (``sitewatch detect``)."""
+    from sitewatch.detect import detect as _detect
+
+    return _detect(workspace, aoi, method=method, dates=dates, on_progress=on_progress)
+
+
+def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str = "default",
+            on_progress: Callable[[str, float], None] | None = None) -> DetectResult:
+    """Change between two images written into ``out_dir`` (``sitewatch compare``)."""
+    from sitewatch.detect import compare as _compare
+
+    return _compare(before, after, out_dir, method=method, on_progress=on_progress)
 
 
 def _parse_epsg(crs: str | int | None) -> int | None:

@@ -207,6 +207,55 @@ def stack(
 
 
 @app.command()
+def detect(
+    workspace: WorkspaceOption,
+    aoi: Annotated[str, typer.Option(help="Name of a stacked AOI (see 'sitewatch stack').")],
+    method: Annotated[str, typer.Option(
+        help="default, cva, irmad, pca-kmeans, index, or timeseries (all dates).")] = "default",
+    dates: Annotated[tuple[str, str] | None, typer.Option(
+        help="Two acquisition days BEFORE AFTER (YYYY-MM-DD) for a pairwise method "
+        "(default: the first and the last).")] = None,
+) -> None:
+    """Detect change in the stack of an AOI and store the change rasters in the workspace."""
+    with _progress("Detecting", total=100) as progress:
+        task = progress.task_ids[0]
+
+        def step(message: str, fraction: float) -> None:
+            progress.update(task, completed=100 * fraction, description=message)
+
+        result = api.detect(workspace, aoi, method=method, dates=dates, on_progress=step)
+    _print_detection(result)
+
+
+@app.command()
+def compare(
+    before: Annotated[Path, typer.Argument(help="The older image (file or band folder).")],
+    after: Annotated[Path, typer.Argument(help="The newer image.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for change.tif, score.tif.")],
+    method: Annotated[str, typer.Option(
+        help="default, cva, irmad, pca-kmeans or index.")] = "default",
+) -> None:
+    """One-shot change map between two images, without a workspace."""
+    with _progress("Comparing", total=100) as progress:
+        task = progress.task_ids[0]
+
+        def step(message: str, fraction: float) -> None:
+            progress.update(task, completed=100 * fraction, description=message)
+
+        result = api.compare(before, after, out_dir, method=method, on_progress=step)
+    _print_detection(result)
+
+
+def _print_detection(result) -> None:
+    changed = ("" if result.changed_fraction is None
+               else f", {100 * result.changed_fraction:.2f} % of valid pixels changed")
+    out.print(f"{result.method} on {' -> '.join(result.dates[:1] + result.dates[-1:])}"
+              f"{changed}")
+    for name, path in result.layers.items():
+        out.print(f"  {name}: {path}")
+
+
+@app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Argument(help="New directory for the imagery, STAC catalog "
                                             "and ground truth.")],
@@ -232,7 +281,7 @@ def demo(
 ) -> None:
     """Simulate the default border-compound scenario and run every pipeline stage on it."""
     sensors = ("s2", "vhr") if sensor == "both" else (sensor,)
-    with _progress("Running the demo", total=2 * len(sensors) + 1) as progress:
+    with _progress("Running the demo", total=4 * len(sensors) + 1) as progress:
         task = progress.task_ids[0]
 
         def step(message: str) -> None:

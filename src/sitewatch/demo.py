@@ -16,6 +16,7 @@ from pathlib import Path
 
 from shapely.geometry import box
 
+from sitewatch.detect import TIMESERIES, DetectResult, detect
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import ingest
 from sitewatch.places import import_places
@@ -26,7 +27,7 @@ from sitewatch.store import Workspace
 #: File that marks a directory as made by the demo, so a re-run may replace it.
 MARKER = ".sitewatch-demo"
 #: Pipeline stages the demo runs, in order.
-STAGES = ("simulate", "ingest", "places", "stack")
+STAGES = ("simulate", "ingest", "places", "stack", "detect")
 #: The Sentinel-2 AOI: a circle around the border crossing holding every site, metres.
 S2_AOI_RADIUS_M = 3500.0
 CROSSING = "Al-Qaim border crossing"
@@ -44,6 +45,7 @@ class SensorSummary:
     mean_cloud_cover: float | None
     scenes_with_nodata: int
     stack: StackResult | None = None
+    detections: list[DetectResult] = field(default_factory=list)
 
     def stack_text(self) -> str:
         if self.stack is None:
@@ -58,6 +60,9 @@ class SensorSummary:
             f"{st.reference[:10]}, co-registration shifts up to "
             f"{max(shifts, default=0.0):.2f} px"
             + (f"; left out: {', '.join(left_out)}" if left_out else "")
+        ) + "".join(
+            f"\n    detect {d.method}: {100 * (d.changed_fraction or 0):.1f} % of valid pixels "
+            f"changed ({d.dates[0]} .. {d.dates[-1]})" for d in self.detections
         )
 
 
@@ -132,6 +137,10 @@ def run_demo(
             aoi = (from_place(ws, CROSSING, S2_AOI_RADIUS_M, "border-crossing")
                    if sensor_summary.sensor == "s2" else _vhr_aoi(sensor_rows))
         sensor_summary.stack = build_stack(workspace, aoi, sensor=sensor_rows[0]["sensor"])
+        if on_progress:
+            on_progress(f"Detecting change in {sensor_summary.sensor} imagery")
+        for method in ("default", TIMESERIES):
+            sensor_summary.detections.append(detect(workspace, aoi.name, method=method))
     return summary
 
 

@@ -1,0 +1,70 @@
+"""``sitewatch compare BEFORE AFTER``: change between two images, no workspace needed.
+
+BEFORE and AFTER are anything ingest accepts (a GeoTIFF, a one-file-per-band folder such as an
+OSCD ``imgs_1/``...). A temporary workspace holds them; the two-date stack is built on the BEFORE
+image's area (its footprint, in its UTM zone, at the finest common resolution), a pairwise method
+runs, and ``change.tif`` (1 change, 0 no change, 255 masked), ``score.tif`` and, where the
+method gives them, ``kinds.tif`` are written into the output directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import shapely
+
+from sitewatch.detect.run import DetectResult, detect
+from sitewatch.errors import SitewatchError
+from sitewatch.ingest import ingest
+from sitewatch.stack import AOI, build_stack
+from sitewatch.store import Workspace
+
+#: Placeholder dates for images whose own metadata and names give none: only the order matters.
+BEFORE_FALLBACK, AFTER_FALLBACK = "2000-01-01", "2000-01-02"
+
+
+def compare(
+    before: str | Path,
+    after: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str = "default",
+    on_progress: Callable[[str, float], None] | None = None,
+) -> DetectResult:
+    """Detect change from ``before`` to ``after``; write the layers into ``out_dir``."""
+    progress = on_progress or (lambda message, fraction: None)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SitewatchError("exists and is not a directory; choose another --out", out)
+    with tempfile.TemporaryDirectory(prefix="sitewatch-compare-") as tmp:
+        workspace = Path(tmp) / "workspace"
+        progress("Reading the images", 0.0)
+        first = ingest([before], workspace, fallback_date=BEFORE_FALLBACK).scene_ids
+        second = ingest([after], workspace, fallback_date=AFTER_FALLBACK).scene_ids
+        if set(first) & set(second):
+            raise SitewatchError("BEFORE and AFTER are the same imagery", after)
+        with Workspace.open(workspace) as ws:
+            rows = {r["scene_id"]: r for r in ws.rows("scenes")}
+            if max(rows[s]["acquired"] for s in first) >= min(rows[s]["acquired"] for s in second):
+                raise SitewatchError("BEFORE is not older than AFTER (by their acquisition "
+                                     "dates); swap them", before)
+            area = shapely.union_all([rows[s]["geom"] for s in first])
+            overlap = area.intersection(shapely.union_all([rows[s]["geom"] for s in second]))
+        if overlap.area < 0.01 * area.area:
+            raise SitewatchError("AFTER does not overlap BEFORE", after)
+        progress("Building the two-date stack", 0.2)
+        build_stack(workspace, AOI("compare", area), sensor="any", min_clear_fraction=0.0)
+        progress(f"Detecting change ({method})", 0.7)
+        result = detect(workspace, "compare", method=method)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, path in list(result.layers.items()):
+            target = out / path.name
+            shutil.copyfile(path, target.with_suffix(".tmp"))
+            target.with_suffix(".tmp").replace(target)
+            result.layers[name] = target
+        result.directory = out
+    progress("Done", 1.0)
+    return result

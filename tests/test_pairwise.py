@@ -1,0 +1,155 @@
+"""Pairwise change-detection methods: synthetic pairs with known change, one real OSCD city, and
+the threshold rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import scipy.ndimage
+
+import sitewatch
+from sitewatch.detect import pairwise, thresholds
+from sitewatch.detect.base import MASKED, pairwise_methods
+from sitewatch.stack import build_stack, from_geojson
+from sitewatch.stack.resample import reproject_to_grid
+
+BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
+VEGETATION = np.array([0.03, 0.06, 0.04, 0.40, 0.20, 0.10], np.float32)
+SOIL = np.array([0.10, 0.14, 0.18, 0.25, 0.32, 0.28], np.float32)
+ROOF = np.array([0.30, 0.32, 0.34, 0.36, 0.40, 0.38], np.float32)
+CLEARED = (slice(20, 50), slice(20, 50))  # vegetation cleared to bare soil
+ROOF_1 = (slice(100, 125), slice(120, 145))  # new roofs on mixed ground
+ROOF_2 = (slice(40, 60), slice(150, 175))
+CLOUD = (slice(150, 190), slice(10, 60))
+
+
+@pytest.fixture(scope="module")
+def synthetic_pair():
+    """Textured vegetation/soil ground, a cleared field, two new roofs, noise, a gain/offset
+    between dates and a masked cloud: (before, after, valid, truth)."""
+    rng = np.random.default_rng(1)
+    shape = (200, 200)
+    fraction = scipy.ndimage.gaussian_filter(rng.random(shape), 4)
+    fraction = (fraction - fraction.min()) / np.ptp(fraction)  # vegetation fraction 0..1
+    fraction[CLEARED] = 1.0
+    ground = (fraction * VEGETATION[:, None, None]
+              + (1 - fraction) * SOIL[:, None, None]).astype(np.float32)
+    before = ground + rng.normal(0, 0.005, ground.shape).astype(np.float32)
+    after_ground = ground.copy()
+    after_ground[(slice(None), *CLEARED)] = SOIL[:, None, None]
+    for roof in (ROOF_1, ROOF_2):
+        after_ground[(slice(None), *roof)] = ROOF[:, None, None]
+    after = 1.05 * after_ground + 0.01 + rng.normal(0, 0.005, ground.shape).astype(np.float32)
+    valid = np.ones(shape, bool)
+    valid[CLOUD] = False
+    after[(slice(None), *CLOUD)] = np.nan
+    truth = np.zeros(shape, bool)
+    for box in (CLEARED, ROOF_1, ROOF_2):
+        truth[box] = True
+    return before, after.astype(np.float32), valid, truth
+
+
+def f1_score(change: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> float:
+    found = change == 1
+    tp = np.sum(found & truth & valid)
+    return 2 * tp / (np.sum(found & valid) + np.sum(truth & valid))
+
+
+@pytest.mark.parametrize("name", ["cva", "irmad", "pca-kmeans", "index", "default"])
+def test_methods_find_the_changed_rectangles(synthetic_pair, name):
+    before, after, valid, truth = synthetic_pair
+    result = pairwise_methods()[name](before, after, valid, BANDS, 10.0)
+    assert result.method == name
+    assert result.change.shape == valid.shape and result.change.dtype == np.uint8
+    assert np.all(result.change[~valid] == MASKED)
+    assert np.all(np.isnan(result.score[~valid]))
+    assert set(np.unique(result.change[valid])) <= {0, 1}
+    assert f1_score(result.change, truth, valid) > (0.8 if name == "default" else 0.6)
+    for box in (CLEARED, ROOF_1, ROOF_2):  # every rectangle is mostly found
+        assert np.mean(result.change[box] == 1) > 0.6
+
+
+def test_index_kinds_name_the_change(synthetic_pair):
+    before, after, valid, _ = synthetic_pair
+    for name in ("index", "default"):
+        kinds = pairwise_methods()[name](before, after, valid, BANDS, 10.0).kinds
+        assert np.mean(kinds["vegetation_loss"][CLEARED]) > 0.8
+        for roof in (ROOF_1, ROOF_2):
+            assert np.mean(kinds["new_bright_surface"][roof]) > 0.8
+            assert not kinds["darkening"][roof].any()
+        assert kinds["vegetation_gain"].mean() < 0.01  # no vegetation grew
+        assert not any(layer[~valid].any() for layer in kinds.values())
+
+
+def test_index_method_on_rgb_uses_the_fallbacks(synthetic_pair):
+    before, after, valid, truth = synthetic_pair
+    rgb = [2, 1, 0]  # B04, B03, B02 as red, green, blue
+    result = pairwise.index(before[rgb], after[rgb], valid, ["red", "green", "blue"], 0.5)
+    assert result.parameters["indices"]["vegetation"] == "GRVI"
+    assert np.mean(result.kinds["new_bright_surface"][ROOF_1]) > 0.8
+    assert f1_score(result.change, truth, valid) > 0.5
+
+
+def test_parameters_record_the_run(synthetic_pair):
+    before, after, valid, _ = synthetic_pair
+    result = pairwise.default(before, after, valid, BANDS, 10.0)
+    assert result.parameters["evidence"] == ["irmad_all_bands", "irmad_10m_bands",
+                                             "abs_brightness_change"]
+    assert result.parameters["min_area_m2"] == 300.0
+    assert result.parameters["fits"]["irmad_all_bands"]["n_fit"] == int(valid.sum())
+
+
+def test_default_beats_cva_on_a_real_oscd_city(data_dir, tmp_path):
+    city = "bercy"
+    city_dir = data_dir / "oscd" / city
+    sitewatch.ingest([city_dir], tmp_path)
+    stack = build_stack(tmp_path, from_geojson(city_dir / f"{city}.geojson"),
+                        coregistration="none")
+    ds = stack.open()
+    refl = ds["reflectance"].values
+    valid = (ds["mask"].values == 0).all(axis=0)
+    with rasterio.open(next((city_dir / "imgs_1").glob("*B02.tif"))) as b02:
+        with rasterio.open(city_dir / "cm" / f"{city}-cm.tif") as cm:
+            labels = cm.read(1)
+        labels = reproject_to_grid(labels, b02.transform, b02.crs, stack.grid, nodata=0)
+    scored = valid & (labels > 0)
+    truth = labels == 2
+    bands = [str(b) for b in ds["band"].values]
+    scores = {name: f1_score(pairwise_methods()[name](refl[0], refl[1], valid, bands,
+                                                     stack.grid.resolution).change,
+                             truth, scored)
+              for name in ("default", "cva")}
+    assert scores["default"] > scores["cva"] + 0.05
+
+
+def test_kittler_illingworth_splits_a_rare_bimodal_mixture():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 19_000), rng.normal(8, 1, 1_000)])
+    assert 2.5 < thresholds.kittler_illingworth(values) < 6.0
+
+
+def test_otsu_splits_a_balanced_bimodal_mixture():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 5_000), rng.normal(6, 1, 5_000)])
+    assert 2.0 < thresholds.otsu(values) < 4.0
+
+
+def test_robust_cut_ignores_a_few_outliers():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 10_000), np.full(300, 50.0)])
+    assert 2.8 < thresholds.robust_cut(values, 3.0) < 3.3
+    z = thresholds.robust_z(values)
+    assert abs(np.median(z)) < 0.05 and z[-1] > 40
+
+
+def test_chi2_threshold_is_the_upper_quantile():
+    assert thresholds.chi2_threshold(1, 0.05) == pytest.approx(3.841, abs=1e-3)
+
+
+def test_minimum_mapping_unit_drops_small_objects():
+    change = np.zeros((20, 20), bool)
+    change[1:3, 1:3] = True  # 4 pixels = 400 m2 at 10 m
+    change[10:12, 10] = True  # 2 pixels = 200 m2
+    kept = thresholds.minimum_mapping_unit(change, 300.0, 10.0)
+    assert kept[1:3, 1:3].all() and not kept[10:12, 10].any()
