@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 import sitewatch.detect  # noqa: E402, F401
 import sitewatch.ingest  # noqa: E402, F401
 import sitewatch.simulate  # noqa: E402, F401
+import sitewatch.sites  # noqa: E402, F401
 import sitewatch.stack  # noqa: E402, F401
 from sitewatch.api import (  # noqa: E402
     compare,
@@ -24,10 +25,12 @@ from sitewatch.api import (  # noqa: E402
     places,
     scenes,
     simulate,
+    sites,
     stack,
+    track,
 )
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.store import Workspace  # noqa: E402
 
 __all__ = ["SitewatchError", "Workspace", "__version__", "compare", "demo", "detect",
-           "import_places", "ingest", "places", "scenes", "simulate", "stack"]
+           "import_places", "ingest", "places", "scenes", "simulate", "sites", "stack", "track"]

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import shapely.geometry
+
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import IngestReport
 from sitewatch.ingest import ingest as _ingest
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
     from sitewatch.detect import DetectResult
     from sitewatch.simulate import SimulationResult
+    from sitewatch.sites import SitesResult
     from sitewatch.stack import StackResult
 
 PathLike = str | os.PathLike
@@ -101,6 +104,29 @@ def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str
     from sitewatch.detect import compare as _compare
 
     return _compare(before, after, out_dir, method=method, on_progress=on_progress)
+
+
+def track(workspace: PathLike, aoi: str, *, min_area_m2: float = 2000.0,
+          on_progress: Callable[[str, float], None] | None = None) -> SitesResult:
+    """Find, measure, type and track the sites of a stacked AOI (``sitewatch track``)."""
+    from sitewatch.sites import extract_sites
+
+    return extract_sites(workspace, aoi, min_area_m2=min_area_m2, on_progress=on_progress)
+
+
+def sites(workspace: PathLike, *, aoi: str | None = None) -> list[dict[str, Any]]:
+    """The sites of ``workspace`` (of one AOI if given), with their observations and footprints
+    as GeoJSON geometries in lon/lat (``sitewatch sites``)."""
+    with Workspace.open(workspace) as ws:
+        rows = ws.rows("sites", "aoi = ?", (aoi,)) if aoi else ws.rows("sites")
+        for row in rows:
+            row["observations"] = ws.rows("observations", "site_id = ?", (row["site_id"],),
+                                          order_by="observed")
+    for row in [*rows, *(o for r in rows for o in r["observations"])]:
+        geom = row.pop("geom")
+        row["geometry"] = None if geom is None else shapely.geometry.mapping(geom)
+        row.pop("fid")
+    return rows
 
 
 def _parse_epsg(crs: str | int | None) -> int | None:

@@ -256,6 +256,62 @@ def _print_detection(result) -> None:
 
 
 @app.command()
+def track(
+    workspace: WorkspaceOption,
+    aoi: Annotated[str, typer.Option(help="Name of a stacked AOI.")],
+    min_area: Annotated[float, typer.Option(help="Smallest site, m².")] = 2000.0,
+) -> None:
+    """Find, measure, type and track the sites of an AOI from its stack (replaces its sites)."""
+    with _progress("Tracking sites", total=100) as progress:
+        task = progress.task_ids[0]
+
+        def step(message: str, fraction: float) -> None:
+            progress.update(task, completed=100 * fraction, description=message)
+
+        result = api.track(workspace, aoi, min_area_m2=min_area, on_progress=step)
+    dropped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in result.discarded.items())
+    out.print(f"{len(result.sites)} site(s) in {aoi!r}" + (f" ({dropped} left out as not of "
+                                                          "interest)" if dropped else ""))
+    _print_sites(api.sites(workspace, aoi=aoi))
+
+
+@app.command()
+def sites(
+    workspace: WorkspaceOption,
+    aoi: Annotated[str | None, typer.Option(help="Only the sites of this AOI.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_geojson: Annotated[bool, typer.Option("--geojson", help="Print a GeoJSON "
+                                             "FeatureCollection (lon/lat).")] = False,
+) -> None:
+    """List the sites found in a workspace with their measurements and phases."""
+    rows = api.sites(workspace, aoi=aoi)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif as_geojson:
+        features = [{"type": "Feature", "id": r["site_id"], "geometry": r.pop("geometry"),
+                     "properties": {k: v for k, v in r.items() if k != "observations"}}
+                    for r in rows]
+        print(json.dumps({"type": "FeatureCollection", "features": features}, indent=2))
+    else:
+        _print_sites(rows)
+
+
+def _print_sites(rows: list[dict]) -> None:
+    table = Table()
+    for column in ("site", "type", "status", "L x W (m)", "area (m²)", "first change",
+                   "where"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["site_id"], row["change_type"].replace("_", " "), row["status"].replace("_", " "),
+            f"{row['length_m']:.0f} x {row['width_m']:.0f}", f"{row['area_m2']:.0f}",
+            f"{row['last_seen_unchanged']} .. {row['first_seen']}",
+            row["properties"].get("location", ""),
+        )
+    out.print(table)
+
+
+@app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Argument(help="New directory for the imagery, STAC catalog "
                                             "and ground truth.")],
@@ -281,7 +337,7 @@ def demo(
 ) -> None:
     """Simulate the default border-compound scenario and run every pipeline stage on it."""
     sensors = ("s2", "vhr") if sensor == "both" else (sensor,)
-    with _progress("Running the demo", total=4 * len(sensors) + 1) as progress:
+    with _progress("Running the demo", total=5 * len(sensors) + 1) as progress:
         task = progress.task_ids[0]
 
         def step(message: str) -> None:

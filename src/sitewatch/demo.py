@@ -18,6 +18,7 @@ from shapely.geometry import box
 
 from sitewatch.detect import TIMESERIES, DetectResult, detect
 from sitewatch.errors import SitewatchError
+from sitewatch.sites import SitesResult, extract_sites
 from sitewatch.ingest import ingest
 from sitewatch.places import import_places
 from sitewatch.simulate import simulate
@@ -27,7 +28,9 @@ from sitewatch.store import Workspace
 #: File that marks a directory as made by the demo, so a re-run may replace it.
 MARKER = ".sitewatch-demo"
 #: Pipeline stages the demo runs, in order.
-STAGES = ("simulate", "ingest", "places", "stack", "detect")
+STAGES = ("simulate", "ingest", "places", "stack", "detect", "sites")
+#: Sites listed per sensor in the summary (largest first).
+SUMMARY_SITES = 5
 #: The Sentinel-2 AOI: a circle around the border crossing holding every site, metres.
 S2_AOI_RADIUS_M = 3500.0
 CROSSING = "Al-Qaim border crossing"
@@ -46,6 +49,7 @@ class SensorSummary:
     scenes_with_nodata: int
     stack: StackResult | None = None
     detections: list[DetectResult] = field(default_factory=list)
+    sites: SitesResult | None = None
 
     def stack_text(self) -> str:
         if self.stack is None:
@@ -63,7 +67,16 @@ class SensorSummary:
         ) + "".join(
             f"\n    detect {d.method}: {100 * (d.changed_fraction or 0):.1f} % of valid pixels "
             f"changed ({d.dates[0]} .. {d.dates[-1]})" for d in self.detections
-        )
+        ) + (self.sites_text() if self.sites is not None else "")
+
+    def sites_text(self) -> str:
+        found = self.sites
+        dropped = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in found.discarded.items())
+        lines = [f"\n    sites: {len(found.sites)} found"
+                 + (f" ({dropped} left out)" if dropped else "")]
+        for site in sorted(found.sites, key=lambda s: -s.measurements.area_m2)[:SUMMARY_SITES]:
+            lines.append("\n      " + site_sentence(site))
+        return "".join(lines)
 
 
 @dataclass
@@ -141,7 +154,21 @@ def run_demo(
             on_progress(f"Detecting change in {sensor_summary.sensor} imagery")
         for method in ("default", TIMESERIES):
             sensor_summary.detections.append(detect(workspace, aoi.name, method=method))
+        if on_progress:
+            on_progress(f"Finding sites in {sensor_summary.sensor} imagery")
+        sensor_summary.sites = extract_sites(workspace, aoi.name)
     return summary
+
+
+def site_sentence(site) -> str:
+    """One line on a site: type, size, phases with dates, where (relative to the crossing)."""
+    m, life = site.measurements, site.lifecycle
+    crossing = next((p for p in m.places if p.kind == "border crossing"), None)
+    where = crossing.phrase if crossing else m.location_phrase()
+    phases = ", ".join(f"{p.name.replace('_', ' ')} {p.first_observed}"
+                       + (f" (after {p.after})" if p.after else "") for p in life.phases)
+    return (f"{site.site_id}: {life.change_type.replace('_', ' ')}, "
+            f"{m.length_m:.0f} x {m.width_m:.0f} m, {where}; {phases}")
 
 
 def _vhr_aoi(rows: list[dict]) -> AOI:

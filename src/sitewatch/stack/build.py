@@ -72,6 +72,13 @@ STANDARD_RESOLUTIONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5
                         4.0, 5.0, 6.0, 7.5, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
                         100.0, 250.0, 500.0, 1000.0)
 
+#: Smallest cloud object kept, m². On grids finer than :data:`VHR_PIXEL_M` metres bright roofs,
+#: concrete and fresh cleared ground pass the spectral cloud tests object by object; real clouds
+#: there are hectares wide, so the floor rises to :data:`VHR_MIN_CLOUD_AREA_M2`.
+MIN_CLOUD_AREA_M2 = 1000.0
+VHR_MIN_CLOUD_AREA_M2 = 10_000.0
+VHR_PIXEL_M = 2.0
+
 #: Mask values stored in the stack's ``mask`` variable.
 CLEAR, NODATA, CLOUD, SHADOW = 0, 1, 2, 3
 
@@ -162,9 +169,10 @@ def build_stack(
         ws = workspace
         if not isinstance(workspace, Workspace):
             ws = cleanup.enter_context(Workspace.open(workspace))
-        # GDAL's block cache would otherwise grow to 5 % of the machine's RAM on its own.
+        # GDAL's block cache would otherwise grow to 5 % of the machine's RAM on its own
+        # (rasterio takes this option in bytes).
         cleanup.enter_context(rasterio.Env(
-            GDAL_CACHEMAX=max(32, memory_mb * GDAL_CACHE_SHARE // 100)))
+            GDAL_CACHEMAX=max(32, memory_mb * GDAL_CACHE_SHARE // 100) * 2**20))
         scenes = _select_scenes(ws, aoi, sensor, start, end)
         band_names = _common_bands(scenes, bands)
         resolution = resolution or _auto_resolution(scenes, band_names)
@@ -299,8 +307,9 @@ def _cloud_mask(acq: Acquisition, band_names, data, valid, pixel_size_m: float) 
            if band["name"] in band_names):
         empty = np.zeros(valid.shape, bool)
         return CloudMask(empty, empty.copy(), None, "none (8-bit imagery)", valid=valid)
+    min_area = VHR_MIN_CLOUD_AREA_M2 if pixel_size_m < VHR_PIXEL_M else MIN_CLOUD_AREA_M2
     return cloud_mask(_band_dict(band_names, data), pixel_size_m=pixel_size_m, valid=valid,
-                      **acq.sun_angles)
+                      min_cloud_area_m2=min_area, **acq.sun_angles)
 
 
 def _survey(acquisitions: list[Acquisition], band_names, grid: Grid, factor: int,

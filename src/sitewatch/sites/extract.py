@@ -1,0 +1,227 @@
+"""From a stack and its change layers to sites stored in the workspace.
+
+1. **Where**: the persistent breaks of the time-series detection (:mod:`sitewatch.detect`; run
+   now if the AOI has none yet) are the changed pixels; they become cleaned polygons
+   (:func:`sitewatch.sites.polygons.change_polygons`).
+2. **What and when**: each polygon's temporal signature (:mod:`sitewatch.sites.signature`) gives
+   its change type and phase timeline (:mod:`sitewatch.sites.lifecycle`); seasonal vegetation
+   is dropped as change not of interest (and counted).
+3. **How big and where**: measurements of the footprint, with distances and bearings to the
+   workspace's reference places and its side of the border (:mod:`sitewatch.sites.measure`).
+4. **Tracking**: the site's footprint on each date is the part of it whose break had happened by
+   then (from the onset layer), so a footprint that grows stays one site, and fragments that
+   merge later are one site from their first appearance; each observed date becomes an
+   observation.
+
+The sites of an AOI are replaced as a whole in one transaction: a re-run never leaves a mix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.features
+import rasterio.windows
+import shapely
+from pyproj import Transformer
+
+from sitewatch import __version__
+from sitewatch.detect import TIMESERIES, detect, latest_stack
+from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
+from sitewatch.sites.measure import Measurements, measure
+from sitewatch.sites.polygons import change_polygons
+from sitewatch.sites.signature import DateSignature, site_signature
+from sitewatch.stack import Grid, open_stack
+from sitewatch.store import Workspace
+from sitewatch.store.geopackage import now_iso
+
+#: Minimum mapping unit of a site, m² (about 20 Sentinel-2 pixels; a large house at 0.5 m).
+MIN_SITE_AREA_M2 = 2000.0
+
+
+@dataclass
+class Observation:
+    date: str
+    phase: str | None
+    footprint: shapely.Polygon | shapely.MultiPolygon | None  # grid CRS; None if not yet changed
+    area_m2: float
+    length_m: float
+    width_m: float
+    activity: float | None
+
+
+@dataclass
+class Site:
+    """One tracked site of an AOI (footprints in the grid CRS, measurements geodesic)."""
+
+    site_id: str
+    footprint: shapely.Polygon
+    lifecycle: Lifecycle
+    measurements: Measurements
+    observations: list[Observation] = field(default_factory=list)
+
+
+@dataclass
+class SitesResult:
+    aoi: str
+    run_id: str
+    epsg: int
+    sites: list[Site]
+    discarded: dict[str, int]  # change type -> number of polygons not of interest
+
+
+def extract_sites(
+    workspace: str | Path | Workspace,
+    aoi: str,
+    *,
+    min_area_m2: float = MIN_SITE_AREA_M2,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> SitesResult:
+    """Find, measure, type and track the sites of ``aoi``; store them (see module docstring)."""
+    progress = on_progress or (lambda message, fraction: None)
+    owns = not isinstance(workspace, Workspace)
+    ws = Workspace.open(workspace) if owns else workspace
+    try:
+        started = now_iso()
+        stack = latest_stack(ws, aoi)
+        grid = Grid(**stack["properties"]["grid"])
+        layers = _timeseries_layers(ws, aoi, stack, progress)
+        dataset = open_stack(ws.root / stack["path"])
+        with rasterio.open(ws.root / layers["persistent"]) as src:
+            changed = src.read(1).astype(bool)
+        with rasterio.open(ws.root / layers["onset"]) as src:
+            onset_days, onset_nodata = src.read(1), src.nodata
+        progress("Vectorising changes", 0.4)
+        polygons = change_polygons(changed, grid.transform, min_area_m2=min_area_m2)
+        places = ws.rows("places")
+        borders = ws.rows("borders")
+        days = np.array([np.datetime64(str(t)[:10], "D") for t in dataset.time.values])
+        sites, discarded = [], {}
+        for n, polygon in enumerate(polygons):
+            progress(f"Reading site {n + 1} of {len(polygons)}", 0.4 + 0.5 * n / len(polygons))
+            signature = site_signature(dataset, grid, polygon)
+            life = lifecycle(signature)
+            if life.change_type in NOT_OF_INTEREST:
+                discarded[life.change_type] = discarded.get(life.change_type, 0) + 1
+                continue
+            site_id = f"{aoi}-{len(sites) + 1:03d}"
+            observations = _observations(polygon, signature, life, onset_days, onset_nodata,
+                                         grid, days)
+            sites.append(Site(site_id, polygon, life,
+                              measure(polygon, grid.epsg, places=places, borders=borders),
+                              observations))
+        run_id = f"sites-{uuid.uuid4().hex[:12]}"
+        result = SitesResult(aoi, run_id, grid.epsg, sites, discarded)
+        _store(ws, result, stack, layers, started, min_area_m2)
+        progress("Done", 1.0)
+        return result
+    finally:
+        if owns:
+            ws.close()
+
+
+def _timeseries_layers(ws: Workspace, aoi: str, stack: dict, progress) -> dict[str, str]:
+    """Paths of the newest time-series layers made from this stack (running it if needed)."""
+    rows = ws.rows("rasters", "aoi = ? AND kind LIKE 'change:%'", (aoi,), order_by="fid DESC")
+    runs = {r["run_id"]: r for r in ws.rows("runs", "stage = 'detect'")}
+    for row in rows:
+        run = runs.get(row["run_id"])
+        if (row["properties"].get("method") == TIMESERIES and run is not None
+                and run["inputs"].get("stack_run") == stack["run_id"]):
+            layers = ws.rows("rasters", "run_id = ?", (row["run_id"],))
+            return {r["kind"].removeprefix("change:"): r["path"] for r in layers}
+    progress("Detecting when each pixel changed", 0.05)
+    result = detect(ws, aoi, method=TIMESERIES)
+    return {name: str(path.relative_to(ws.root)) for name, path in result.layers.items()}
+
+
+def _observations(polygon, signature: list[DateSignature], life: Lifecycle, onset_days,
+                  onset_nodata, grid: Grid, days: np.ndarray) -> list[Observation]:
+    window = rasterio.windows.from_bounds(*polygon.bounds, transform=grid.transform)
+    window = window.round_offsets().round_lengths()
+    window = window.intersection(rasterio.windows.Window(0, 0, grid.width, grid.height))
+    transform = rasterio.windows.transform(window, grid.transform)
+    shape = (int(window.height), int(window.width))
+    inside = rasterio.features.rasterize([polygon], out_shape=shape,
+                                         transform=transform).astype(bool)
+    days_in = onset_days[window.toslices()]
+    onset = np.where(inside & (days_in != onset_nodata), days_in, np.iinfo(np.int32).max)
+    current = None
+    phases = {p.first_observed: p.name for p in life.phases}
+    out = []
+    for date, sig in zip(days, signature, strict=True):
+        day = str(date)
+        current = phases.get(day, current)
+        if not sig.observed:
+            continue
+        changed = onset <= date.astype(np.int64)
+        footprint = None
+        area = length = width = 0.0
+        if changed.any():
+            shapes = [shapely.geometry.shape(geom) for geom, value in rasterio.features.shapes(
+                changed.astype(np.uint8), mask=changed, transform=transform) if value]
+            footprint = shapely.union_all(shapes).intersection(polygon)
+            if not footprint.is_empty:
+                area = footprint.area
+                rectangle = shapely.minimum_rotated_rectangle(footprint)
+                sides = _sides(rectangle)
+                length, width = max(sides), min(sides)
+            else:
+                footprint = None
+        out.append(Observation(day, current, footprint, area, length, width,
+                               None if np.isnan(sig.activity) else float(sig.activity)))
+    return out
+
+
+def _sides(rectangle) -> list[float]:
+    coords = np.asarray(rectangle.exterior.coords) if rectangle.geom_type == "Polygon" else None
+    if coords is None or len(coords) < 4:
+        return [0.0, 0.0]
+    return [float(np.hypot(*(coords[1] - coords[0]))), float(np.hypot(*(coords[2] - coords[1])))]
+
+
+def to_lonlat(geometry, epsg: int):
+    """A grid-CRS geometry in EPSG:4326 (lon, lat)."""
+    transformer = Transformer.from_crs(epsg, 4326, always_xy=True)
+    return shapely.transform(geometry, transformer.transform, interleaved=False)
+
+
+def _store(ws: Workspace, result: SitesResult, stack: dict, layers: dict, started: str,
+           min_area_m2: float) -> None:
+    with ws.transaction() as txn:
+        old = [r["site_id"] for r in ws.rows("sites", "aoi = ?", (result.aoi,))]
+        for site_id in old:
+            txn.delete("observations", "site_id = ?", (site_id,))
+        txn.delete("sites", "aoi = ?", (result.aoi,))
+        for site in result.sites:
+            m, life = site.measurements, site.lifecycle
+            txn.insert("sites", {
+                "geom": to_lonlat(site.footprint, result.epsg), "site_id": site.site_id,
+                "aoi": result.aoi, "change_type": life.change_type, "status": life.status,
+                "first_seen": life.first_change, "last_seen_unchanged": life.last_unchanged,
+                "area_m2": m.area_m2, "length_m": m.length_m, "width_m": m.width_m,
+                "orientation_deg": m.orientation_deg, "centroid_lat": m.centroid_lat,
+                "centroid_lon": m.centroid_lon, "mgrs": m.mgrs, "run_id": result.run_id,
+                "properties": {"phases": [p.to_dict() for p in life.phases],
+                               "measurements": m.to_dict(),
+                               "location": m.location_phrase()},
+            })
+            for obs in site.observations:
+                txn.insert("observations", {
+                    "geom": None if obs.footprint is None else to_lonlat(obs.footprint,
+                                                                         result.epsg),
+                    "site_id": site.site_id, "observed": obs.date, "phase": obs.phase,
+                    "area_m2": obs.area_m2, "length_m": obs.length_m, "width_m": obs.width_m,
+                    "score": obs.activity, "run_id": result.run_id,
+                })
+        txn.insert("runs", {
+            "run_id": result.run_id, "stage": "sites", "started_at": started,
+            "finished_at": now_iso(), "status": "ok", "sitewatch_version": __version__,
+            "parameters": {"min_area_m2": min_area_m2, "discarded": result.discarded},
+            "inputs": {"aoi": result.aoi, "stack_run": stack["run_id"], "layers": layers},
+        })

@@ -1,0 +1,167 @@
+"""A site's change type and phase timeline, read from its temporal signature.
+
+The signature (:mod:`sitewatch.sites.signature`) gives, per observed date, the site's median
+brightness, vegetation and built-up indices and its *activity* (share of pixels that changed
+since the previous observed date, against local noise). An **event** is an observed date where
+the site changed: activity of at least :data:`EVENT_ACTIVITY` together with a level shift of the
+site's brightness (:data:`LEVEL_SHIFT`) or built-up index (:data:`BUILT_SHIFT`). Activity without
+a level shift (construction work inside a compound whose overall brightness holds) only counts
+once a site has started changing. Events are then read as a small state machine, in the way an
+imagery analyst reads a time-lapse:
+
+- a site that held a **structure** (its pixels differ from the surrounding ground by
+  :data:`STRUCTURE_CONTRAST` in brightness on average before the first event) and first **darkens** was *destroyed* (burn scar,
+  debris); a later partial brightening is *flattened*, reaching bare-ground brightness again is
+  *debris removed*;
+- a structure that first **brightens** to bare ground was *demolished*;
+- open ground that **brightens** with no vegetation gain was *cleared*; further events (or
+  continued activity of at least :data:`CONSTRUCTION_ACTIVITY`) mean *under construction*; open
+  ground whose first event is a darkening or a built-up rise is *under construction* at once;
+- after construction, :data:`QUIET_DATES` observed dates without events make it *completed*;
+- ground that is vegetated on some date (vegetation index above :data:`VEGETATED`) and whose
+  vegetation both rises and falls by :data:`VEGETATION_SWING` is a seasonal or agricultural
+  cycle, not a change of interest; vegetated ground that loses its vegetation for good is
+  *vegetation loss*;
+- a polygon without any event at the site level (its pixels' breaks did not add up to a change
+  of the object) is *unclassified* and not reported.
+
+Every phase carries the date it was first observed and the last observed date before it, so a
+report can say "between X and Y": that is the uncertainty the revisit interval allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sitewatch.sites.signature import DateSignature
+
+EVENT_ACTIVITY = 0.2
+CONSTRUCTION_ACTIVITY = 0.1
+LEVEL_SHIFT = 0.03  # reflectance units (0..1)
+BUILT_SHIFT = 0.03  # index units
+VEGETATED = 0.3
+STRUCTURE_CONTRAST = 0.04  # mean |site - surroundings| brightness of a standing structure
+VEGETATION_SWING = 0.1
+QUIET_DATES = 2
+
+#: Change types, in the words reports use.
+TYPES = ("new_construction", "land_clearing", "destruction", "demolition", "vegetation_loss",
+         "seasonal_vegetation", "unclassified")
+#: Types that are not of interest to the analyst (kept out of the site list).
+NOT_OF_INTEREST = frozenset({"seasonal_vegetation", "unclassified"})
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a site's life; dates are ISO days."""
+
+    name: str
+    first_observed: str  # first observed date showing this phase
+    after: str | None  # the last observed date before it: the phase began after this day
+
+    def to_dict(self) -> dict:
+        return {"phase": self.name, "first_observed": self.first_observed, "after": self.after}
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    change_type: str
+    phases: tuple[Phase, ...]
+    first_change: str | None  # first observed date of the first event
+    last_unchanged: str | None  # last observed date before it
+
+    @property
+    def status(self) -> str:
+        return self.phases[-1].name if self.phases else "unchanged"
+
+
+def _day(value: np.datetime64) -> str:
+    return str(value)[:10]
+
+
+def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
+    """(index into the observed dates, kind) of every event; kind is ``"darkening"``,
+    ``"brightening"`` or ``"activity"``."""
+    observed = [s for s in signature if s.observed]
+    found = []
+    for i in range(1, len(observed)):
+        now, before = observed[i], observed[i - 1]
+        shift = now.brightness - before.brightness
+        built = now.built_up - before.built_up
+        activity = 0.0 if np.isnan(now.activity) else now.activity
+        level = abs(shift) >= LEVEL_SHIFT or abs(built) >= BUILT_SHIFT
+        if not (activity >= EVENT_ACTIVITY and level):
+            continue
+        kind = ("darkening" if shift <= -LEVEL_SHIFT else
+                "brightening" if shift >= LEVEL_SHIFT else "activity")
+        found.append((i, kind))
+    return found
+
+
+def lifecycle(signature: list[DateSignature]) -> Lifecycle:
+    """Change type and phases of a site from its signature (see the module docstring)."""
+    observed = [s for s in signature if s.observed]
+    found = events(signature)
+    if not observed or not found:
+        return Lifecycle("unclassified", (), None, None)
+    first = found[0][0]
+    baseline = observed[:first]
+    base_b = float(np.median([s.brightness for s in baseline]))
+    base_v = float(np.median([s.vegetation for s in baseline]))
+    contrast = [s.contrast for s in baseline if not np.isnan(s.contrast)]
+    structure = bool(contrast) and float(np.median(contrast)) >= STRUCTURE_CONTRAST
+
+    def phase(name: str, i: int) -> Phase:
+        return Phase(name, _day(observed[i].date), _day(observed[i - 1].date))
+
+    phases: list[Phase] = []
+    kind0 = found[0][1]
+    vegetation = np.array([s.vegetation for s in observed])
+    if np.nanmax(vegetation) >= VEGETATED:
+        peak = int(np.nanargmax(vegetation))
+        rose = vegetation[peak] - np.nanmin(vegetation[:peak + 1]) >= VEGETATION_SWING
+        fell = vegetation[peak] - np.nanmin(vegetation[peak:]) >= VEGETATION_SWING
+        if rose and fell or not fell:
+            return Lifecycle("seasonal_vegetation", (), _day(observed[first].date),
+                             _day(observed[first - 1].date))
+        change_type = "vegetation_loss"
+        lost = next(i for i in range(peak + 1, len(observed))
+                    if vegetation[i] <= vegetation[peak] - VEGETATION_SWING)
+        phases.append(phase("vegetation_lost", lost))
+    elif structure and kind0 == "darkening":
+        change_type = "destruction"
+        phases.append(Phase("intact", _day(observed[0].date), None))
+        phases.append(phase("destroyed", first))
+        for i, _ in found[1:]:
+            if observed[i].brightness - observed[i - 1].brightness <= 0:
+                continue
+            name = ("debris_removed" if observed[i].brightness >= base_b - LEVEL_SHIFT
+                    else "flattened")
+            if phases[-1].name != name and phases[-1].name != "debris_removed":
+                phases.append(phase(name, i))
+    elif structure and kind0 == "brightening":
+        change_type = "demolition"
+        phases.append(Phase("intact", _day(observed[0].date), None))
+        phases.append(phase("demolished", first))
+    else:
+        if kind0 == "brightening" and observed[first].vegetation <= base_v + 0.05:
+            phases.append(phase("cleared", first))
+            start = next((i for i in range(first + 1, len(observed))
+                          if _active(observed[i])), None)
+        else:
+            start = first
+        if start is not None:
+            phases.append(phase("under_construction", start))
+            busy = [i for i in range(start + 1, len(observed)) if _active(observed[i])]
+            last_busy = busy[-1] if busy else start
+            if len(observed) - 1 - last_busy >= QUIET_DATES:
+                phases.append(phase("completed", last_busy + 1))
+        change_type = "new_construction" if start is not None else "land_clearing"
+    return Lifecycle(change_type, tuple(phases), _day(observed[first].date),
+                     _day(observed[first - 1].date))
+
+
+def _active(date: DateSignature) -> bool:
+    return not np.isnan(date.activity) and date.activity >= CONSTRUCTION_ACTIVITY
