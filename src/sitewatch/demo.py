@@ -18,10 +18,10 @@ from shapely.geometry import box
 
 from sitewatch.detect import TIMESERIES, DetectResult, detect
 from sitewatch.errors import SitewatchError
-from sitewatch.sites import SitesResult, extract_sites
 from sitewatch.ingest import ingest
 from sitewatch.places import import_places
 from sitewatch.simulate import simulate
+from sitewatch.sites import SitesResult, extract_sites
 from sitewatch.stack import AOI, StackResult, build_stack, from_place
 from sitewatch.store import Workspace
 

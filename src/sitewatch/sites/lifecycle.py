@@ -10,9 +10,9 @@ once a site has started changing. Events are then read as a small state machine,
 imagery analyst reads a time-lapse:
 
 - a site that held a **structure** (its pixels differ from the surrounding ground by
-  :data:`STRUCTURE_CONTRAST` in brightness on average before the first event) and first **darkens** was *destroyed* (burn scar,
-  debris); a later partial brightening is *flattened*, reaching bare-ground brightness again is
-  *debris removed*;
+  :data:`STRUCTURE_CONTRAST` in brightness on average before the first event) and first
+  **darkens** was *destroyed* (burn scar, debris); a later partial brightening is
+  *flattened*, reaching bare-ground brightness again is *debris removed*;
 - a structure that first **brightens** to bare ground was *demolished*;
 - open ground that **brightens** with no vegetation gain was *cleared*; further events (or
   continued activity of at least :data:`CONSTRUCTION_ACTIVITY`) mean *under construction*; open
