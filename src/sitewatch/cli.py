@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +64,18 @@ def _progress(description: str, total: float | None = None) -> Iterator[Progress
     with Progress(*columns, console=console, transient=True) as progress:
         progress.add_task(description, total=total)
         yield progress
+
+
+@contextlib.contextmanager
+def _fraction_progress(description: str) -> Iterator[Callable[[str, float], None]]:
+    """A progress bar driven by ``step(message, fraction_done)`` callbacks."""
+    with _progress(description, total=100) as progress:
+        task = progress.task_ids[0]
+
+        def step(message: str, fraction: float) -> None:
+            progress.update(task, completed=100 * fraction, description=message)
+
+        yield step
 
 
 @app.command()
@@ -178,12 +190,7 @@ def stack(
     memory_mb: Annotated[int, typer.Option(help="Working-memory budget, MiB.")] = 1024,
 ) -> None:
     """Build the analysis-ready stack of an AOI: one grid, co-registered, normalised, masked."""
-    with _progress("Stacking", total=100) as progress:
-        task = progress.task_ids[0]
-
-        def step(message: str, fraction: float) -> None:
-            progress.update(task, completed=100 * fraction, description=message)
-
+    with _fraction_progress("Stacking") as step:
         result = api.stack(workspace, aoi=aoi, place=place, radius_m=radius, name=name,
                            resolution=res, crs=crs, sensor=sensor,
                            bands=bands.split(",") if bands else None, reference=reference,
@@ -217,12 +224,7 @@ def detect(
         "(default: the first and the last).")] = None,
 ) -> None:
     """Detect change in the stack of an AOI and store the change rasters in the workspace."""
-    with _progress("Detecting", total=100) as progress:
-        task = progress.task_ids[0]
-
-        def step(message: str, fraction: float) -> None:
-            progress.update(task, completed=100 * fraction, description=message)
-
+    with _fraction_progress("Detecting") as step:
         result = api.detect(workspace, aoi, method=method, dates=dates, on_progress=step)
     _print_detection(result)
 
@@ -236,12 +238,7 @@ def compare(
         help="default, cva, irmad, pca-kmeans or index.")] = "default",
 ) -> None:
     """One-shot change map between two images, without a workspace."""
-    with _progress("Comparing", total=100) as progress:
-        task = progress.task_ids[0]
-
-        def step(message: str, fraction: float) -> None:
-            progress.update(task, completed=100 * fraction, description=message)
-
+    with _fraction_progress("Comparing") as step:
         result = api.compare(before, after, out_dir, method=method, on_progress=step)
     _print_detection(result)
 
@@ -262,12 +259,7 @@ def track(
     min_area: Annotated[float, typer.Option(help="Smallest site, m².")] = 2000.0,
 ) -> None:
     """Find, measure, type and track the sites of an AOI from its stack (replaces its sites)."""
-    with _progress("Tracking sites", total=100) as progress:
-        task = progress.task_ids[0]
-
-        def step(message: str, fraction: float) -> None:
-            progress.update(task, completed=100 * fraction, description=message)
-
+    with _fraction_progress("Tracking sites") as step:
         result = api.track(workspace, aoi, min_area_m2=min_area, on_progress=step)
     dropped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in result.discarded.items())
     out.print(f"{len(result.sites)} site(s) in {aoi!r}" + (f" ({dropped} left out as not of "

@@ -113,11 +113,4 @@ def _write_vrt(path: Path, layouts: dict, index: int, cols: int, rows: int, crs:
             f"</PixelOffset><LineOffset>{cols * channels * size}</LineOffset>"
             f"<ByteOrder>{order}</ByteOrder></VRTRasterBand>"
         )
-    document = (
-        f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}"><SRS>{escape(crs.to_wkt())}</SRS>'
-        f"<GeoTransform>{', '.join(repr(float(v)) for v in geotransform)}</GeoTransform>"
-        f"{''.join(bands)}</VRTDataset>\n"
-    )
-    tmp = path.with_suffix(".vrt.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(path)
+    raster.write_vrt(path, cols, rows, crs.to_wkt(), geotransform, "".join(bands))

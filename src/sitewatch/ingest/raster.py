@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -266,3 +267,18 @@ def _existing(files: list[str]) -> list[str]:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def write_vrt(path: Path, width: int, height: int, crs_wkt: str,
+              geotransform: tuple[float, ...], bands_xml: str) -> None:
+    """Write a GDAL VRT document (the given ``<VRTRasterBand>`` elements on a georeferenced
+    grid) to ``path``, atomically: written beside it, then renamed into place."""
+    document = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{escape(crs_wkt)}</SRS>"
+        f"<GeoTransform>{', '.join(repr(float(v)) for v in geotransform)}</GeoTransform>"
+        f"{bands_xml}</VRTDataset>\n"
+    )
+    tmp = path.with_suffix(".vrt.tmp")
+    tmp.write_text(document, encoding="utf-8")
+    tmp.replace(path)

@@ -101,13 +101,5 @@ def write_vrt(path: Path, image: Path, width: int, height: int, count: int, dtyp
         f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
         for b in range(1, count + 1)
     )
-    document = (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
-        f"<SRS>{escape(CRS.from_epsg(4326).to_wkt())}</SRS>"
-        f"<GeoTransform>{', '.join(repr(float(v)) for v in geotransform)}</GeoTransform>"
-        f"{bands}</VRTDataset>\n"
-    )
-    tmp = path.with_suffix(".vrt.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(path)
+    raster.write_vrt(path, width, height, CRS.from_epsg(4326).to_wkt(), geotransform, bands)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import time
 
 from ..errors import SitewatchError
+from ..ingest.sensors import SENTINEL2
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,9 @@ class Sensor:
         return tuple(sorted({b.resolution_m for b in self.bands}))
 
 
-_S2_BANDS = (
-    Band("B01", "coastal", 0.443, 60.0),
-    Band("B02", "blue", 0.490, 10.0),
-    Band("B03", "green", 0.560, 10.0),
-    Band("B04", "red", 0.665, 10.0),
-    Band("B05", "rededge", 0.705, 20.0),
-    Band("B06", "rededge", 0.740, 20.0),
-    Band("B07", "rededge", 0.783, 20.0),
-    Band("B08", "nir", 0.842, 10.0),
-    Band("B8A", "nir08", 0.865, 20.0),
-    Band("B09", "nir09", 0.945, 60.0),
-    Band("B10", "cirrus", 1.375, 60.0),
-    Band("B11", "swir16", 1.610, 20.0),
-    Band("B12", "swir22", 2.190, 20.0),
-)
+#: Sentinel-2 MSI bands, from the table ingest uses (ESA MSI User Handbook).
+_S2_BANDS = tuple(Band(b.name, b.common_name, b.center_wavelength_um, b.resolution_m)
+                  for b in SENTINEL2.values())
 
 _VHR_BANDS = (
     Band("red", "red", 0.660, 0.5),
