@@ -52,3 +52,29 @@ def dump_workspace(root: Path) -> list[str]:
         return list(conn.iterdump())
     finally:
         conn.close()
+
+
+def simulated_stack(root: Path, *, seed: int, n_dates: int, size_m: tuple[float, float],
+                    aoi_name: str, with_places: bool = False):
+    """Simulate an s2 scenario into ``root``, ingest it and stack its whole extent.
+
+    Returns the :class:`~sitewatch.simulate.SimulationResult`, the parsed truth GeoJSON and the
+    :class:`~sitewatch.stack.StackResult`; the workspace is ``root / "ws"``.
+    """
+    import json
+
+    import shapely
+
+    import sitewatch
+    from sitewatch.simulate import simulate
+    from sitewatch.stack import build_stack, from_bbox
+
+    result = simulate(root / "imagery", sensor="s2", seed=seed, n_dates=n_dates, size_m=size_m)
+    sitewatch.ingest([result.catalog_path], root / "ws")
+    if with_places:
+        sitewatch.import_places(result.places_path, root / "ws")
+    truth = json.loads(result.truth_path.read_text())
+    aoi = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
+                                      if f["properties"]["role"] == "aoi"))
+    stack = build_stack(root / "ws", from_bbox(",".join(map(str, aoi.bounds)), aoi_name))
+    return result, truth, stack

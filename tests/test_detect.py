@@ -1,6 +1,5 @@
 """Detection on a workspace stack and the one-shot compare: storage, records, CLI, errors."""
 
-import json
 import os
 import subprocess
 import sys
@@ -8,23 +7,16 @@ import sys
 import numpy as np
 import pytest
 import rasterio
-import shapely
 
 import sitewatch
+from conftest import simulated_stack
 from sitewatch import SitewatchError, Workspace
-from sitewatch.simulate import simulate
-from sitewatch.stack import build_stack, from_bbox
 
 
 @pytest.fixture(scope="module")
 def stacked(tmp_path_factory):
     root = tmp_path_factory.mktemp("detect")
-    result = simulate(root / "imagery", sensor="s2", seed=5, n_dates=6, size_m=(2400, 1800))
-    sitewatch.ingest([result.catalog_path], root / "ws")
-    truth = json.loads(result.truth_path.read_text())
-    aoi = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
-                                      if f["properties"]["role"] == "aoi"))
-    stack = build_stack(root / "ws", from_bbox(",".join(map(str, aoi.bounds)), "site"))
+    _, _, stack = simulated_stack(root, seed=5, n_dates=6, size_m=(2400, 1800), aoi_name="site")
     return root / "ws", stack
 
 

@@ -1,6 +1,5 @@
 """The sites stage end to end on a simulated border-compound scenario, and its storage."""
 
-import json
 
 import pyogrio
 import pytest
@@ -8,9 +7,8 @@ import shapely
 from pyproj import Geod
 
 import sitewatch
+from conftest import simulated_stack
 from sitewatch import Workspace
-from sitewatch.simulate import simulate
-from sitewatch.stack import build_stack, from_bbox
 
 GEOD = Geod(ellps="WGS84")
 
@@ -18,13 +16,8 @@ GEOD = Geod(ellps="WGS84")
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     root = tmp_path_factory.mktemp("sites")
-    result = simulate(root / "imagery", sensor="s2", seed=0, n_dates=12, size_m=(3000, 2400))
-    sitewatch.ingest([result.catalog_path], root / "ws")
-    sitewatch.import_places(result.places_path, root / "ws")
-    truth = json.loads(result.truth_path.read_text())
-    aoi = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
-                                      if f["properties"]["role"] == "aoi"))
-    build_stack(root / "ws", from_bbox(",".join(map(str, aoi.bounds)), "crossing"))
+    _, truth, _ = simulated_stack(root, seed=0, n_dates=12, size_m=(3000, 2400),
+                                  aoi_name="crossing", with_places=True)
     found = sitewatch.track(root / "ws", "crossing")
     return root / "ws", truth, found
 

@@ -1,4 +1,3 @@
-import json
 
 import numpy as np
 import pytest
@@ -7,8 +6,8 @@ import shapely
 from rasterio.enums import Resampling
 
 import sitewatch
+from conftest import simulated_stack
 from sitewatch import SitewatchError, Workspace
-from sitewatch.simulate import simulate
 from sitewatch.stack import build_stack, from_bbox, from_geojson, grid_for, open_stack
 from sitewatch.stack.build import CLOUD, NODATA, SHADOW, _block_side
 from sitewatch.stack.resample import SceneReader, reproject_to_grid
@@ -25,14 +24,8 @@ def oscd_ws(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sim")
-    result = simulate(root / "imagery", sensor="s2", seed=3, n_dates=6, size_m=(3000, 2400))
-    sitewatch.ingest([result.catalog_path], root / "ws")
-    truth = json.loads(result.truth_path.read_text())
-    aoi = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
-                                      if f["properties"]["role"] == "aoi"))
-    stack = build_stack(root / "ws", from_bbox(",".join(map(str, aoi.bounds)), "sim"))
-    return result, truth, stack
+    return simulated_stack(tmp_path_factory.mktemp("sim"), seed=3, n_dates=6,
+                           size_m=(3000, 2400), aoi_name="sim")
 
 
 def test_grid_is_utm_and_snapped():

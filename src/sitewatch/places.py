@@ -8,7 +8,6 @@ place or border whose name already exists replaces it.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from shapely.geometry import LineString, Point, shape
 
 from sitewatch.errors import SitewatchError
+from sitewatch.geojson import features, read_geojson
 from sitewatch.store import Workspace
 
 
@@ -68,14 +68,7 @@ def import_places(
 
 
 def _read_features(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise SitewatchError("no such file; check the path", path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SitewatchError(f"not valid GeoJSON ({exc})", path) from exc
-    if document.get("type") == "FeatureCollection":
-        return list(document.get("features") or [])
-    if document.get("type") == "Feature":
-        return [document]
-    raise SitewatchError("expected a GeoJSON Feature or FeatureCollection", path)
+    document = read_geojson(path)
+    if document.get("type") not in ("FeatureCollection", "Feature"):
+        raise SitewatchError("expected a GeoJSON Feature or FeatureCollection", path)
+    return features(document)

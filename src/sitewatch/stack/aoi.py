@@ -6,7 +6,6 @@ circle of that radius (metres) around a reference place stored in the workspace.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pyproj import CRS, Geod, Transformer
 from shapely.geometry import Polygon, box, shape
 
 from sitewatch.errors import SitewatchError
+from sitewatch.geojson import features, read_geojson
 from sitewatch.store import Workspace
 
 _GEOD = Geod(ellps="WGS84")
@@ -48,16 +48,10 @@ def from_bbox(text: str, name: str | None = None) -> AOI:
 def from_geojson(path: str | Path, name: str | None = None) -> AOI:
     """The union of the polygons of a GeoJSON file (RFC 7946 lon/lat, or a named CRS)."""
     path = Path(path)
-    if not path.is_file():
-        raise SitewatchError("no such AOI file; check the path", path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SitewatchError(f"not valid GeoJSON ({exc})", path) from exc
+    document = read_geojson(path, "AOI file")
     geometries = []
-    items = document.get("features", [document]) if isinstance(document, dict) else []
-    for item in items:
-        geometry = item.get("geometry", item) if isinstance(item, dict) else None
+    for item in features(document):
+        geometry = item.get("geometry") if isinstance(item, dict) else None
         try:
             geometries.append(shape(geometry))
         except (TypeError, ValueError, AttributeError, KeyError):
