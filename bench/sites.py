@@ -1,7 +1,7 @@
 """Site-level scores against the simulator's ground truth, in the style of the IARPA SMART
 evaluation (a detected site matches a true one at polygon IoU >= 0.2).
 
-    python bench/sites.py [--seeds 0 1 2] [--sensor s2]
+    python bench/sites.py [--seeds 0 1 2] [--sensor s2] [--skip-xbd]
 
 For each seed the default scenario (12 monthly dates; a 3 x 2.4 km extent around the sites for
 s2, the default extent for vhr) is simulated, ingested, stacked and tracked with the project's
@@ -9,12 +9,18 @@ own stages. Printed: matched / missed / false sites, site precision, recall and 
 (a true phase counts as found when the matched site reports it), the onset error in days (first
 observed date of the site's first phase minus the true start of its first changing phase), and
 the length/width errors of matched sites.
+
+Then the xBD Joplin tornado tiles (``$SITEWATCH_TEST_DATA/xbd-joplin``): each pre/post pair goes
+through ``sitewatch.compare`` (two dates, so sites come from the pairwise change map), and the
+sites are matched at IoU >= 0.2 against the buildings labelled destroyed or major-damage; also
+printed is the share of those buildings at least half covered by a reported site.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -27,6 +33,10 @@ from sitewatch.simulate import simulate
 from sitewatch.stack import build_stack, from_bbox
 
 MATCH_IOU = 0.2
+DATA = Path(os.environ.get("SITEWATCH_TEST_DATA",
+                           Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: xBD damage classes counted as positives.
+DAMAGED = ("destroyed", "major-damage")
 #: True phases that are a site's first change (the others are "before" states).
 CHANGE_PHASES = ("cleared", "under_construction", "destroyed", "completed")
 
@@ -83,11 +93,53 @@ def run_seed(seed: int, sensor: str, work: Path) -> dict:
     return scores
 
 
+def xbd_scores(method: str) -> None:
+    """Sites from ``compare`` with ``method`` on the xBD pairs against destroyed /
+    major-damage buildings."""
+    tp = fp = fn = covered = positives = 0
+    for labels in sorted((DATA / "xbd-joplin" / "labels").glob("*_post_disaster.json")):
+        stem = labels.stem.removesuffix("_post_disaster")
+        images = DATA / "xbd-joplin" / "images"
+        buildings = [shapely.from_wkt(f["wkt"]) for f in json.loads(labels.read_text())[
+            "features"]["lng_lat"] if f["properties"].get("subtype") in DAMAGED]
+        with tempfile.TemporaryDirectory() as tmp:
+            result = sitewatch.compare(images / f"{stem}_pre_disaster.png",
+                                       images / f"{stem}_post_disaster.png", Path(tmp),
+                                       method=method, min_site_area_m2=50.0)
+            found = [shapely.geometry.shape(f["geometry"]) for f in json.loads(
+                result.layers["sites"].read_text())["features"]]
+        matched = set()
+        for building in buildings:
+            ious = [(building.intersection(g).area / building.union(g).area, i)
+                    for i, g in enumerate(found)]
+            iou, best = max(ious, default=(0.0, -1))
+            if iou >= MATCH_IOU:
+                tp += 1
+                matched.add(best)
+            else:
+                fn += 1
+            union = shapely.union_all(found) if found else shapely.Polygon()
+            covered += building.intersection(union).area >= 0.5 * building.area
+        positives += len(buildings)
+        fp += len(found) - len(matched)
+        print(f"xbd {stem} ({method}): {len(buildings)} destroyed/major-damage buildings, "
+              f"{len(found)} sites")
+    precision, recall = tp / max(1, tp + fp), tp / max(1, tp + fn)
+    f1 = 2 * precision * recall / max(1e-9, precision + recall)
+    print(f"xbd-joplin, {method} (IoU >= {MATCH_IOU}): precision {precision:.2f}, "
+          f"recall {recall:.2f}, F1 {f1:.2f}; {covered} of {positives} damaged buildings at "
+          "least half covered by a site")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sensor", default="s2", choices=("s2", "vhr"))
+    parser.add_argument("--skip-xbd", action="store_true")
     args = parser.parse_args()
+    if not args.skip_xbd:
+        for method in ("default", "cva", "index"):
+            xbd_scores(method)
     total = {"tp": 0, "fn": 0, "fp": 0, "onset_days": [], "length_err": [], "width_err": [],
              "phases": {}}
     for seed in args.seeds:

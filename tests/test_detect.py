@@ -1,5 +1,6 @@
 """Detection on a workspace stack and the one-shot compare: storage, records, CLI, errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -72,7 +73,13 @@ def test_compare_two_oscd_folders_without_a_workspace(tmp_path, data_dir):
     city = data_dir / "oscd" / "bercy"
     result = sitewatch.compare(city / "imgs_1", city / "imgs_2", tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "change.tif", "kinds.tif", "score.tif"]
+        "change.tif", "kinds.tif", "score.tif", "sites.geojson"]
+    sites = json.loads((tmp_path / "out" / "sites.geojson").read_text())["features"]
+    assert sites and all(f["properties"]["length_m"] >= f["properties"]["width_m"] > 0
+                         for f in sites)
+    assert {f["properties"]["phases"][0]["after"] for f in sites} == {"2016-11-30"}
+    lon, lat = sites[0]["properties"]["centroid_lon"], sites[0]["properties"]["centroid_lat"]
+    assert 2.2 < lon < 2.5 and 48.7 < lat < 48.95  # Paris region, in lon/lat
     with rasterio.open(tmp_path / "out" / "change.tif") as src:
         assert src.crs.to_epsg() == 32631 and src.res == (10.0, 10.0)
         change = src.read(1)

@@ -99,11 +99,13 @@ def detect(workspace: PathLike, aoi: str, *, method: str = "default",
 
 
 def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str = "default",
+            min_site_area_m2: float = 2000.0,
             on_progress: Callable[[str, float], None] | None = None) -> DetectResult:
     """Change between two images written into ``out_dir`` (``sitewatch compare``)."""
     from sitewatch.detect import compare as _compare
 
-    return _compare(before, after, out_dir, method=method, on_progress=on_progress)
+    return _compare(before, after, out_dir, method=method, min_site_area_m2=min_site_area_m2,
+                    on_progress=on_progress)
 
 
 def track(workspace: PathLike, aoi: str, *, min_area_m2: float = 2000.0,

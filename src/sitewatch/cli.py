@@ -236,10 +236,13 @@ def compare(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for change.tif, score.tif.")],
     method: Annotated[str, typer.Option(
         help="default, cva, irmad, pca-kmeans or index.")] = "default",
+    min_area: Annotated[float, typer.Option(
+        help="Smallest site written to sites.geojson, m².")] = 2000.0,
 ) -> None:
-    """One-shot change map between two images, without a workspace."""
+    """One-shot change map and sites between two images, without a workspace."""
     with _fraction_progress("Comparing") as step:
-        result = api.compare(before, after, out_dir, method=method, on_progress=step)
+        result = api.compare(before, after, out_dir, method=method, min_site_area_m2=min_area,
+                             on_progress=step)
     _print_detection(result)
 
 

@@ -3,23 +3,26 @@
 BEFORE and AFTER are anything ingest accepts (a GeoTIFF, a one-file-per-band folder such as an
 OSCD ``imgs_1/``...). A temporary workspace holds them; the two-date stack is built on the BEFORE
 image's area (its footprint, in its UTM zone, at the finest common resolution), a pairwise method
-runs, and ``change.tif`` (1 change, 0 no change, 255 masked), ``score.tif`` and, where the
-method gives them, ``kinds.tif`` are written into the output directory.
+runs, and ``change.tif`` (1 change, 0 no change, 255 masked), ``score.tif``, where the
+method gives them ``kinds.tif``, and ``sites.geojson`` (the changed objects as measured, typed
+sites: :func:`sitewatch.sites.pairwise.pairwise_sites`) are written into the output directory.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import rasterio
 import shapely
 
 from sitewatch.detect.run import DetectResult, detect
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import ingest
-from sitewatch.stack import AOI, build_stack
+from sitewatch.stack import AOI, Grid, build_stack
 from sitewatch.store import Workspace
 
 #: Placeholder dates for images whose own metadata and names give none: only the order matters.
@@ -32,9 +35,13 @@ def compare(
     out_dir: str | Path,
     *,
     method: str = "default",
+    min_site_area_m2: float = 2000.0,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> DetectResult:
-    """Detect change from ``before`` to ``after``; write the layers into ``out_dir``."""
+    """Detect change from ``before`` to ``after``; write the layers into ``out_dir``.
+
+    ``min_site_area_m2`` is the smallest object written to ``sites.geojson``.
+    """
     progress = on_progress or (lambda message, fraction: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -66,5 +73,27 @@ def compare(
             target.with_suffix(".tmp").replace(target)
             result.layers[name] = target
         result.directory = out
+        result.layers["sites"] = _write_sites(out, result, min_site_area_m2)
     progress("Done", 1.0)
     return result
+
+
+def _write_sites(out: Path, result: DetectResult, min_area_m2: float) -> Path:
+    """``sites.geojson`` from the change and kinds layers just written into ``out``."""
+    from sitewatch.sites.pairwise import pairwise_sites, sites_geojson
+
+    with rasterio.open(result.layers["change"]) as src:
+        change = src.read(1)
+        transform, epsg = src.transform, src.crs.to_epsg()
+    kinds = {}
+    if "kinds" in result.layers:
+        with rasterio.open(result.layers["kinds"]) as src:
+            kinds = {name: src.read(i + 1) == 1 for i, name in enumerate(src.descriptions)}
+    grid = Grid(epsg, transform.a, change.shape[1], change.shape[0], transform.c, transform.f)
+    sites, _ = pairwise_sites(change, kinds, grid, (result.dates[0], result.dates[-1]),
+                              min_area_m2=min_area_m2)
+    target = out / "sites.geojson"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sites_geojson(sites, epsg), indent=1), encoding="utf-8")
+    tmp.replace(target)
+    return target

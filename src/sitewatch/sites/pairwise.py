@@ -1,0 +1,81 @@
+"""Sites from a two-date change map, when there is no time series to read.
+
+``sitewatch compare`` and two-date workspaces have only a before and an after image. Their
+change map becomes polygons (:func:`sitewatch.sites.polygons.change_polygons`), each typed by the
+kind of change most of its pixels show (the ``kinds`` layers of the pairwise methods): new bright
+surface reads as new construction or clearing, darkening as destruction (burn, debris), vegetation
+loss as such; vegetation gain is not of interest. Its one phase is bracketed by the two dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import rasterio.features
+
+from sitewatch.sites.extract import Observation, Site, to_lonlat
+from sitewatch.sites.lifecycle import Lifecycle, Phase
+from sitewatch.sites.measure import measure
+from sitewatch.sites.polygons import change_polygons
+from sitewatch.stack import Grid
+
+#: Pairwise kind layer -> (change type, phase name).
+KIND_TYPES = {
+    "new_bright_surface": ("new_construction", "new_bright_surface"),
+    "darkening": ("destruction", "darkened"),
+    "vegetation_loss": ("vegetation_loss", "vegetation_lost"),
+    "vegetation_gain": ("seasonal_vegetation", "vegetation_gained"),
+}
+
+
+def pairwise_sites(change: np.ndarray, kinds: Mapping[str, np.ndarray], grid: Grid,
+                   dates: tuple[str, str], *, places: Sequence[dict] = (),
+                   borders: Sequence[dict] = (), min_area_m2: float = 2000.0,
+                   prefix: str = "site") -> tuple[list[Site], dict[str, int]]:
+    """Sites of a change map (1 = change) between ``dates`` (before, after; ISO days).
+
+    Returns the sites and the count of polygons left out as not of interest, by type.
+    """
+    before, after = dates
+    valid = change != 255
+    polygons = change_polygons(change == 1, grid.transform, min_area_m2=min_area_m2,
+                               valid=valid)
+    sites, discarded = [], {}
+    for polygon in polygons:
+        inside = rasterio.features.rasterize([polygon], out_shape=grid.shape,
+                                             transform=grid.transform).astype(bool)
+        shares = {kind: float(layer[inside].mean()) for kind, layer in kinds.items()
+                  if kind in KIND_TYPES and inside.any()}
+        kind = max(shares, key=shares.get) if shares and max(shares.values()) > 0 else None
+        change_type, phase = KIND_TYPES.get(kind, ("unclassified", "changed"))
+        if change_type == "seasonal_vegetation":
+            discarded[change_type] = discarded.get(change_type, 0) + 1
+            continue
+        m = measure(polygon, grid.epsg, places=places, borders=borders)
+        life = Lifecycle(change_type, (Phase(phase, after, before),), after, before)
+        observations = [Observation(before, None, None, 0.0, 0.0, 0.0, None),
+                        Observation(after, phase, polygon, m.area_m2, m.length_m, m.width_m,
+                                    None)]
+        sites.append(Site(f"{prefix}-{len(sites) + 1:03d}", polygon, life, m, observations))
+    return sites, discarded
+
+
+def sites_geojson(sites: Sequence[Site], epsg: int) -> dict:
+    """A GeoJSON FeatureCollection (lon/lat) of ``sites`` with their measurements and phases."""
+    features = []
+    for site in sites:
+        geometry = to_lonlat(site.footprint, epsg)
+        features.append({
+            "type": "Feature", "id": site.site_id,
+            "geometry": geometry.__geo_interface__,
+            "properties": {
+                "site_id": site.site_id, "change_type": site.lifecycle.change_type,
+                "status": site.lifecycle.status, "first_seen": site.lifecycle.first_change,
+                "last_seen_unchanged": site.lifecycle.last_unchanged,
+                "phases": [p.to_dict() for p in site.lifecycle.phases],
+                "location": site.measurements.location_phrase(),
+                **site.measurements.to_dict(),
+            },
+        })
+    return {"type": "FeatureCollection", "features": features}
