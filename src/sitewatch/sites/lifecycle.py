@@ -45,6 +45,7 @@ VEGETATED = 0.3
 STRUCTURE_CONTRAST = 0.04  # mean |site - surroundings| brightness of a standing structure
 VEGETATION_SWING = 0.1
 QUIET_DATES = 2
+HOLD_DATES = 3  # observed dates over which a level shift must hold to be an event
 
 #: Change types, in the words reports use.
 TYPES = ("new_construction", "land_clearing", "destruction", "demolition", "vegetation_loss",
@@ -83,7 +84,13 @@ def _day(value: np.datetime64) -> str:
 
 def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
     """(index into the observed dates, kind) of every event; kind is ``"darkening"``,
-    ``"brightening"`` or ``"activity"``."""
+    ``"brightening"`` or ``"activity"``.
+
+    A level shift must hold: the median of the date and up to :data:`HOLD_DATES` - 1 observed
+    dates after it stays at least half the shift away from the level before, so a cloud or
+    shadow residual on one date, which reverts, is not an event. A shift on the last date cannot
+    be checked yet and counts provisionally.
+    """
     observed = [s for s in signature if s.observed]
     found = []
     for i in range(1, len(observed)):
@@ -93,6 +100,12 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
         activity = 0.0 if np.isnan(now.activity) else now.activity
         level = abs(shift) >= LEVEL_SHIFT or abs(built) >= BUILT_SHIFT
         if not (activity >= EVENT_ACTIVITY and level):
+            continue
+        after = observed[i:i + HOLD_DATES]
+        held_b = float(np.median([s.brightness for s in after])) - before.brightness
+        held_u = float(np.median([s.built_up for s in after])) - before.built_up
+        if not (abs(held_b) >= abs(shift) / 2 and abs(shift) >= LEVEL_SHIFT
+                or abs(held_u) >= abs(built) / 2 and abs(built) >= BUILT_SHIFT):
             continue
         kind = ("darkening" if shift <= -LEVEL_SHIFT else
                 "brightening" if shift >= LEVEL_SHIFT else "activity")
