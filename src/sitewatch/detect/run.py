@@ -31,6 +31,8 @@ from sitewatch.store.geopackage import now_iso
 
 #: Method name of the time-series break detection.
 TIMESERIES = "timeseries"
+#: Value of the onset layers (int32 days since 1970-01-01) where no break was found.
+NO_DAY = np.iinfo(np.int32).min
 #: Side (pixels) of the blocks the time-series method processes at a time.
 TIMESERIES_BLOCK = 256
 
@@ -165,9 +167,9 @@ def _run_timeseries(dataset, grid: Grid, out: Path, progress) -> DetectResult:
     times = dataset.time.values
     band_names = [str(b) for b in dataset.band.values]
     layers_data = {
-        "onset": np.full(grid.shape, np.iinfo(np.int32).min, np.int32),
-        "onset_earliest": np.full(grid.shape, np.iinfo(np.int32).min, np.int32),
-        "onset_latest": np.full(grid.shape, np.iinfo(np.int32).min, np.int32),
+        "onset": np.full(grid.shape, NO_DAY, np.int32),
+        "onset_earliest": np.full(grid.shape, NO_DAY, np.int32),
+        "onset_latest": np.full(grid.shape, NO_DAY, np.int32),
         "magnitude": np.full(grid.shape, np.nan, np.float32),
         "persistent": np.zeros(grid.shape, np.uint8),
     }
@@ -185,15 +187,13 @@ def _run_timeseries(dataset, grid: Grid, out: Path, progress) -> DetectResult:
         for name in ("onset", "onset_earliest", "onset_latest"):
             days = getattr(breaks, name).astype("datetime64[D]")
             layers_data[name][rows, cols] = np.where(
-                np.isnat(days), np.iinfo(np.int32).min, days.astype(np.int64)).astype(np.int32)
+                np.isnat(days), NO_DAY, days.astype(np.int64)).astype(np.int32)
         layers_data["magnitude"][rows, cols] = breaks.magnitude
         layers_data["persistent"][rows, cols] = breaks.persistent & (breaks.onset_index >= 0)
     progress("Writing", 0.9)
-    nodata_day = np.iinfo(np.int32).min
+    nodata = {np.dtype(np.int32): NO_DAY, np.dtype(np.float32): np.nan}
     layers = {
-        name: write_cog(out / f"{name}.tif", data, grid,
-                        nodata=nodata_day if data.dtype == np.int32 else (
-                            np.nan if data.dtype == np.float32 else None),
+        name: write_cog(out / f"{name}.tif", data, grid, nodata=nodata.get(data.dtype),
                         units="days since 1970-01-01" if data.dtype == np.int32 else None)
         for name, data in layers_data.items()
     }

@@ -140,8 +140,9 @@ def _timeseries_layers(ws: Workspace, aoi: str, stack: dict, progress) -> dict[s
     return {name: str(path.relative_to(ws.root)) for name, path in result.layers.items()}
 
 
-def _observations(polygon, signature: list[DateSignature], life: Lifecycle, onset_days,
-                  onset_nodata, grid: Grid, days: np.ndarray) -> list[Observation]:
+def polygon_window(polygon, grid: Grid):
+    """The grid window around ``polygon`` (grid CRS), its transform, and the polygon's pixels
+    in it as a bool mask: rasterising only there keeps the cost to the polygon's size."""
     window = rasterio.windows.from_bounds(*polygon.bounds, transform=grid.transform)
     window = window.round_offsets().round_lengths()
     window = window.intersection(rasterio.windows.Window(0, 0, grid.width, grid.height))
@@ -149,6 +150,12 @@ def _observations(polygon, signature: list[DateSignature], life: Lifecycle, onse
     shape = (int(window.height), int(window.width))
     inside = rasterio.features.rasterize([polygon], out_shape=shape,
                                          transform=transform).astype(bool)
+    return window, transform, inside
+
+
+def _observations(polygon, signature: list[DateSignature], life: Lifecycle, onset_days,
+                  onset_nodata, grid: Grid, days: np.ndarray) -> list[Observation]:
+    window, transform, inside = polygon_window(polygon, grid)
     days_in = onset_days[window.toslices()]
     onset = np.where(inside & (days_in != onset_nodata), days_in, np.iinfo(np.int32).max)
     current = None

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import rasterio.features
 
-from sitewatch.sites.extract import Observation, Site, to_lonlat
+from sitewatch.sites.extract import Observation, Site, polygon_window, to_lonlat
 from sitewatch.sites.lifecycle import Lifecycle, Phase
 from sitewatch.sites.measure import measure
 from sitewatch.sites.polygons import change_polygons
@@ -43,10 +42,9 @@ def pairwise_sites(change: np.ndarray, kinds: Mapping[str, np.ndarray], grid: Gr
                                valid=valid)
     sites, discarded = [], {}
     for polygon in polygons:
-        inside = rasterio.features.rasterize([polygon], out_shape=grid.shape,
-                                             transform=grid.transform).astype(bool)
-        shares = {kind: float(layer[inside].mean()) for kind, layer in kinds.items()
-                  if kind in KIND_TYPES and inside.any()}
+        window, _, inside = polygon_window(polygon, grid)
+        shares = {kind: float(layer[window.toslices()][inside].mean())
+                  for kind, layer in kinds.items() if kind in KIND_TYPES and inside.any()}
         kind = max(shares, key=shares.get) if shares and max(shares.values()) > 0 else None
         change_type, phase = KIND_TYPES.get(kind, ("unclassified", "changed"))
         if change_type == "seasonal_vegetation":
