@@ -76,3 +76,31 @@ def test_sites_layers_open_in_ogr_and_reruns_replace(tracked):
         assert {r["run_id"] for r in w.rows("sites")} == {again.run_id}
         runs = w.rows("runs", "stage = 'sites'")
     assert runs[-1]["parameters"]["discarded"] == again.discarded
+
+
+def test_a_before_after_pair_gives_sites_from_the_pairwise_change_map(tracked):
+    """Three acquisitions are too few for the time series: the pairwise path types and dates
+    each site by the two ends of the stack."""
+    from datetime import datetime
+
+    from sitewatch.stack import build_stack, from_bbox
+
+    ws, truth, _ = tracked
+    aoi = next(f for f in truth["features"] if f["properties"]["role"] == "aoi")
+    bbox = ",".join(map(str, shapely.geometry.shape(aoi["geometry"]).bounds))
+    stack = build_stack(ws, from_bbox(bbox, "pair"), start=datetime(2019, 4, 1),
+                        end=datetime(2019, 6, 30))
+    days = [a.key[:10] for a in stack.included]
+    assert len(days) == 3
+    found = sitewatch.track(ws, "pair")
+    assert found.sites
+    for site in found.sites:
+        (phase,) = site.lifecycle.phases
+        assert (phase.after, phase.first_observed) == (days[0], days[-1])
+    rows = sitewatch.sites(ws, aoi="pair")
+    assert [r["site_id"] for r in rows] == [s.site_id for s in found.sites]
+    assert {r["change_type"] for r in rows} <= {"new_construction", "destruction",
+                                                "vegetation_loss", "unclassified"}
+    for row in rows:  # one observation on each end of the pair, the footprint on the second
+        assert [o["observed"] for o in row["observations"]] == [days[0], days[-1]]
+        assert row["observations"][-1]["area_m2"] == pytest.approx(row["area_m2"], rel=0.01)

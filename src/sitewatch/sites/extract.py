@@ -2,7 +2,11 @@
 
 1. **Where**: the persistent breaks of the time-series detection (:mod:`sitewatch.detect`; run
    now if the AOI has none yet) are the changed pixels; they become cleaned polygons
-   (:func:`sitewatch.sites.polygons.change_polygons`).
+   (:func:`sitewatch.sites.polygons.change_polygons`). A stack of fewer than
+   :data:`MIN_SERIES_DATES` acquisitions (a before/after pair) has no series to test: its
+   pairwise change map is used instead and each polygon is typed from its change kinds
+   (:func:`sitewatch.sites.pairwise.pairwise_sites`), with steps 2 and 4 reduced to one
+   phase between the two dates.
 2. **What and when**: each polygon's temporal signature (:mod:`sitewatch.sites.signature`) gives
    its change type and phase timeline (:mod:`sitewatch.sites.lifecycle`); seasonal vegetation
    is dropped as change not of interest (and counted).
@@ -42,6 +46,10 @@ from sitewatch.store.geopackage import now_iso
 
 #: Minimum mapping unit of a site, m² (about 20 Sentinel-2 pixels; a large house at 0.5 m).
 MIN_SITE_AREA_M2 = 2000.0
+#: Fewest acquisitions for the time-series path; shorter stacks use the pairwise change map.
+MIN_SERIES_DATES = 4
+#: Pairwise method of the two-date path.
+PAIRWISE_METHOD = "default"
 
 
 @dataclass
@@ -90,31 +98,17 @@ def extract_sites(
         started = now_iso()
         stack = latest_stack(ws, aoi)
         grid = Grid(**stack["properties"]["grid"])
-        layers = _timeseries_layers(ws, aoi, stack, progress)
         dataset = open_stack(ws.root / stack["path"])
-        with rasterio.open(ws.root / layers["persistent"]) as src:
-            changed = src.read(1).astype(bool)
-        with rasterio.open(ws.root / layers["onset"]) as src:
-            onset_days, onset_nodata = src.read(1), src.nodata
-        progress("Vectorising changes", 0.4)
-        polygons = change_polygons(changed, grid.transform, min_area_m2=min_area_m2)
         places = ws.rows("places")
         borders = ws.rows("borders")
-        days = np.array([np.datetime64(str(t)[:10], "D") for t in dataset.time.values])
-        sites, discarded = [], {}
-        for n, polygon in enumerate(polygons):
-            progress(f"Reading site {n + 1} of {len(polygons)}", 0.4 + 0.5 * n / len(polygons))
-            signature = site_signature(dataset, grid, polygon)
-            life = lifecycle(signature)
-            if life.change_type in NOT_OF_INTEREST:
-                discarded[life.change_type] = discarded.get(life.change_type, 0) + 1
-                continue
-            site_id = f"{aoi}-{len(sites) + 1:03d}"
-            observations = _observations(polygon, signature, life, onset_days, onset_nodata,
-                                         grid, days)
-            sites.append(Site(site_id, polygon, life,
-                              measure(polygon, grid.epsg, places=places, borders=borders),
-                              observations))
+        if dataset.sizes["time"] < MIN_SERIES_DATES:
+            layers = _detect_layers(ws, aoi, stack, PAIRWISE_METHOD, progress)
+            sites, discarded = _two_date_sites(ws, layers, grid, places, borders, min_area_m2,
+                                               aoi)
+        else:
+            layers = _detect_layers(ws, aoi, stack, TIMESERIES, progress)
+            sites, discarded = _series_sites(ws, layers, dataset, grid, places, borders,
+                                             min_area_m2, aoi, progress)
         run_id = f"sites-{uuid.uuid4().hex[:12]}"
         result = SitesResult(aoi, run_id, grid.epsg, sites, discarded)
         _store(ws, result, stack, layers, started, min_area_m2)
@@ -125,18 +119,65 @@ def extract_sites(
             ws.close()
 
 
-def _timeseries_layers(ws: Workspace, aoi: str, stack: dict, progress) -> dict[str, str]:
-    """Paths of the newest time-series layers made from this stack (running it if needed)."""
+def _series_sites(ws: Workspace, layers: dict[str, str], dataset, grid: Grid, places, borders,
+                  min_area_m2: float, aoi: str, progress) -> tuple[list[Site], dict[str, int]]:
+    """Sites from the persistent breaks and onset days of the time-series detection."""
+    with rasterio.open(ws.root / layers["persistent"]) as src:
+        changed = src.read(1).astype(bool)
+    with rasterio.open(ws.root / layers["onset"]) as src:
+        onset_days, onset_nodata = src.read(1), src.nodata
+    progress("Vectorising changes", 0.4)
+    polygons = change_polygons(changed, grid.transform, min_area_m2=min_area_m2)
+    days = np.array([np.datetime64(str(t)[:10], "D") for t in dataset.time.values])
+    sites, discarded = [], {}
+    for n, polygon in enumerate(polygons):
+        progress(f"Reading site {n + 1} of {len(polygons)}", 0.4 + 0.5 * n / len(polygons))
+        signature = site_signature(dataset, grid, polygon)
+        life = lifecycle(signature)
+        if life.change_type in NOT_OF_INTEREST:
+            discarded[life.change_type] = discarded.get(life.change_type, 0) + 1
+            continue
+        site_id = f"{aoi}-{len(sites) + 1:03d}"
+        observations = _observations(polygon, signature, life, onset_days, onset_nodata,
+                                     grid, days)
+        sites.append(Site(site_id, polygon, life,
+                          measure(polygon, grid.epsg, places=places, borders=borders),
+                          observations))
+    return sites, discarded
+
+
+def _two_date_sites(ws: Workspace, layers: dict[str, str], grid: Grid, places, borders,
+                    min_area_m2: float, aoi: str) -> tuple[list[Site], dict[str, int]]:
+    """Sites from the pairwise change map and its kinds layers (a stack of two or three dates,
+    too short for the time-series test)."""
+    from sitewatch.sites.pairwise import pairwise_sites
+
+    with rasterio.open(ws.root / layers["change"]) as src:
+        change = src.read(1)
+    kinds = {}
+    if "kinds" in layers:
+        with rasterio.open(ws.root / layers["kinds"]) as src:
+            kinds = {name: src.read(i + 1) == 1 for i, name in enumerate(src.descriptions)}
+    run = ws.rows("rasters", "path = ?", (layers["change"],))[0]
+    dates = run["properties"]["dates"]
+    return pairwise_sites(change, kinds, grid, (dates[0], dates[-1]), places=places,
+                          borders=borders, min_area_m2=min_area_m2, prefix=aoi)
+
+
+def _detect_layers(ws: Workspace, aoi: str, stack: dict, method: str,
+                   progress) -> dict[str, str]:
+    """Paths of the newest change layers of ``method`` made from this stack (running it if
+    needed)."""
     rows = ws.rows("rasters", "aoi = ? AND kind LIKE 'change:%'", (aoi,), order_by="fid DESC")
     runs = {r["run_id"]: r for r in ws.rows("runs", "stage = 'detect'")}
     for row in rows:
         run = runs.get(row["run_id"])
-        if (row["properties"].get("method") == TIMESERIES and run is not None
+        if (row["properties"].get("method") == method and run is not None
                 and run["inputs"].get("stack_run") == stack["run_id"]):
             layers = ws.rows("rasters", "run_id = ?", (row["run_id"],))
             return {r["kind"].removeprefix("change:"): r["path"] for r in layers}
-    progress("Detecting when each pixel changed", 0.05)
-    result = detect(ws, aoi, method=TIMESERIES)
+    progress(f"Detecting change ({method})", 0.05)
+    result = detect(ws, aoi, method=method)
     return {name: str(path.relative_to(ws.root)) for name, path in result.layers.items()}
 
 
