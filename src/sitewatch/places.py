@@ -32,7 +32,15 @@ def import_places(
 ) -> PlacesReport:
     """Import the places and borders of the GeoJSON file ``path`` into ``workspace``."""
     path = Path(path)
-    features = _read_features(path)
+    return import_place_features(_read_features(path), workspace, path)
+
+
+def import_place_features(
+    features: list[dict], workspace: str | os.PathLike | Workspace, source: str | os.PathLike
+) -> PlacesReport:
+    """Import GeoJSON ``features`` (places and borders) read from ``source``, a file whose
+    name errors and the records' ``source`` carry."""
+    path = Path(source)
     places, borders = [], []
     for number, feature in enumerate(features, start=1):
         props = feature.get("properties") or {}

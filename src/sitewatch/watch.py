@@ -1,0 +1,388 @@
+"""Watch files: one TOML file that says what to watch, and ``sitewatch watch run`` to run it.
+
+A watch file names the workspace, the imagery, the reference places and border, and one or more
+areas of interest; running it takes every AOI through the whole pipeline (ingest, stack, detect,
+sites) and writes the report and the exports. Paths are relative to the watch file. Running it
+again ingests only what is new or changed (ingest skips unchanged sources) and replaces each
+AOI's sites in one transaction; analyst assessments, events and notes are never touched.
+
+Example (every key is documented in ``docs/watch-file.md``)::
+
+    workspace = "workspace"
+    report = "report"                     # optional: HTML + PDF report here after each run
+    exports = "exports"                   # optional: GeoJSON, GeoPackage, KML/KMZ, CSV here
+
+    [imagery]
+    sources = ["imagery/catalog.json", "scenes/*.tif"]
+    start = "2018-09-01"                  # optional, ISO dates (UTC)
+    end = "2019-09-01"
+
+    [reference]
+    files = ["places.geojson"]            # GeoJSON points (places) and lines (borders)
+
+    [[reference.places]]
+    name = "Al-Qaim border crossing"
+    kind = "border crossing"
+    lon = 40.97
+    lat = 34.39
+
+    [[reference.borders]]
+    name = "Iraq-Syria border"
+    left = "Syria"                        # what lies left of the line walking its vertices
+    right = "Iraq"
+    coordinates = [[40.95, 34.30], [40.98, 34.45]]
+
+    [[aoi]]
+    name = "border-crossing"
+    place = "Al-Qaim border crossing"     # a circle of radius_m metres around a place,
+    radius_m = 3500                       # or bbox = [west, south, east, north] (degrees),
+    sensor = "sentinel-2"                 # or geojson = "aoi.geojson"
+    methods = ["default", "timeseries"]
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from sitewatch.errors import SitewatchError
+
+#: Keys a watch file may hold, per table ("" = top level).
+KEYS = {
+    "": {"workspace", "report", "exports", "imagery", "reference", "aoi"},
+    "imagery": {"sources", "start", "end"},
+    "reference": {"files", "places", "borders"},
+    "place": {"name", "kind", "lon", "lat", "source", "notes"},
+    "border": {"name", "kind", "left", "right", "coordinates", "source"},
+    "aoi": {"name", "bbox", "geojson", "place", "radius_m", "sensor", "resolution", "epsg",
+            "coregistration", "normalisation", "methods", "min_site_area_m2"},
+}
+#: Detection methods run when an AOI does not list its own.
+DEFAULT_METHODS = ("default", "timeseries")
+
+
+@dataclass(frozen=True)
+class AOISpec:
+    """One ``[[aoi]]`` table: where, which imagery, how."""
+
+    name: str
+    bbox: tuple[float, float, float, float] | None = None
+    geojson: Path | None = None
+    place: str | None = None
+    radius_m: float = 3000.0
+    sensor: str | None = None
+    resolution: float | None = None
+    epsg: int | None = None
+    coregistration: str = "global"
+    normalisation: str = "irmad"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    min_site_area_m2: float = 2000.0
+
+
+@dataclass(frozen=True)
+class WatchFile:
+    """A parsed, validated watch file; every path is absolute."""
+
+    path: Path
+    workspace: Path
+    sources: tuple[Path, ...]
+    start: datetime | None
+    end: datetime | None
+    reference_files: tuple[Path, ...]
+    reference_features: tuple[dict, ...]  # GeoJSON features of the inline places and borders
+    aois: tuple[AOISpec, ...]
+    report: Path | None = None
+    exports: Path | None = None
+
+
+@dataclass
+class AOIRun:
+    name: str
+    stack: Any  # sitewatch.stack.StackResult
+    detections: list = field(default_factory=list)  # sitewatch.detect.DetectResult
+    sites: Any = None  # sitewatch.sites.SitesResult
+
+
+@dataclass
+class WatchRun:
+    """What one ``watch run`` did."""
+
+    watch: WatchFile
+    new_scenes: int
+    updated_scenes: int
+    aois: list[AOIRun]
+    report: Any = None  # sitewatch.report.build.ReportResult
+    exports: dict[str, Path] = field(default_factory=dict)
+
+
+def read_watch_file(path: str | os.PathLike) -> WatchFile:
+    """Parse and validate a watch file; every mistake names the file and the key."""
+    path = Path(path).expanduser().resolve()
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SitewatchError("no such watch file; check the path", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SitewatchError(f"cannot be read ({exc})", path) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SitewatchError(f"is not valid TOML ({exc})", path) from exc
+    base = path.parent
+    check = _Checker(path)
+    check.keys(document, "")
+    imagery = check.table(document, "imagery", required=True)
+    check.keys(imagery, "imagery")
+    sources = _sources(check, base, check.strings(imagery, "sources", "imagery", required=True))
+    reference = check.table(document, "reference")
+    check.keys(reference, "reference")
+    aois = document.get("aoi")
+    if not isinstance(aois, list) or not aois:
+        raise SitewatchError("needs at least one [[aoi]] table (name and bbox, geojson or "
+                             "place)", path)
+    specs = tuple(_aoi(check, base, table, n) for n, table in enumerate(aois, start=1))
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise SitewatchError(f"AOI names must differ, got {names}", path)
+    return WatchFile(
+        path=path,
+        workspace=base / check.string(document, "workspace", "", required=True),
+        sources=sources,
+        start=check.date(imagery, "start", "imagery"),
+        end=check.date(imagery, "end", "imagery", end_of_day=True),
+        reference_files=tuple(base / f for f in check.strings(reference, "files", "reference")),
+        reference_features=tuple(
+            [_place_feature(check, t, n) for n, t in enumerate(reference.get("places", []), 1)]
+            + [_border_feature(check, t, n)
+               for n, t in enumerate(reference.get("borders", []), 1)]),
+        aois=specs,
+        report=_optional_path(check, base, document, "report"),
+        exports=_optional_path(check, base, document, "exports"),
+    )
+
+
+def run_watch(path: str | os.PathLike, *,
+              on_progress: Callable[[str], None] | None = None) -> WatchRun:
+    """Run the whole pipeline for the watch file at ``path`` (see the module docstring)."""
+    from sitewatch.detect import detect
+    from sitewatch.ingest import ingest
+    from sitewatch.places import import_place_features, import_places
+    from sitewatch.sites import extract_sites
+    from sitewatch.stack import build_stack
+    from sitewatch.store import Workspace
+
+    say = on_progress or (lambda message: None)
+    watch = read_watch_file(path)
+    say(f"Ingesting {len(watch.sources)} imagery source(s)")
+    ingested = ingest(watch.sources, watch.workspace)
+    for reference in watch.reference_files:
+        say(f"Importing reference places from {reference.name}")
+        import_places(reference, watch.workspace)
+    if watch.reference_features:
+        import_place_features(list(watch.reference_features), watch.workspace, watch.path)
+    runs = []
+    for spec in watch.aois:
+        with Workspace.open(watch.workspace) as ws:
+            aoi = _aoi_geometry(spec, ws)
+        say(f"Stacking AOI {spec.name!r}")
+        stack = build_stack(watch.workspace, aoi, resolution=spec.resolution, epsg=spec.epsg,
+                            sensor=spec.sensor, start=watch.start, end=watch.end,
+                            coregistration=spec.coregistration,
+                            normalisation=spec.normalisation)
+        run = AOIRun(spec.name, stack)
+        for method in spec.methods:
+            say(f"Detecting change in {spec.name!r} ({method})")
+            run.detections.append(detect(watch.workspace, spec.name, method=method))
+        say(f"Finding sites in {spec.name!r}")
+        run.sites = extract_sites(watch.workspace, spec.name, min_area_m2=spec.min_site_area_m2)
+        runs.append(run)
+    result = WatchRun(watch, len(ingested.added), len(ingested.updated), runs)
+    if watch.exports is not None:
+        from sitewatch.report.exports import export_all
+
+        say("Writing exports")
+        result.exports = export_all(watch.workspace, watch.exports)
+    if watch.report is not None:
+        from sitewatch.report.build import build_report
+
+        say("Writing the report")
+        result.report = build_report(watch.workspace, watch.report)
+    return result
+
+
+def _aoi_geometry(spec: AOISpec, ws):
+    from shapely.geometry import box
+
+    from sitewatch.stack import AOI, from_geojson, from_place
+
+    if spec.bbox is not None:
+        return AOI(spec.name, box(*spec.bbox))
+    if spec.geojson is not None:
+        return from_geojson(spec.geojson, spec.name)
+    return from_place(ws, spec.place, spec.radius_m, spec.name)
+
+
+class _Checker:
+    """Type checks with messages that name the watch file and the offending key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, message: str) -> SitewatchError:
+        return SitewatchError(f"{where}: {message}", self.path)
+
+    def keys(self, table: dict, kind: str, where: str | None = None) -> None:
+        unknown = sorted(set(table) - KEYS[kind])
+        if unknown:
+            raise self.fail(where or kind or "top level",
+                            f"unknown key(s) {', '.join(unknown)}; allowed: "
+                            f"{', '.join(sorted(KEYS[kind]))}")
+
+    def table(self, document: dict, key: str, *, required: bool = False) -> dict:
+        value = document.get(key, None)
+        if value is None:
+            if required:
+                raise self.fail(f"[{key}]", "missing table")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def string(self, table: dict, key: str, where: str, *, required: bool = False) -> str | None:
+        value = table.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(_at(where, key), "must be a non-empty string")
+        return value
+
+    def strings(self, table: dict, key: str, where: str, *, required: bool = False) -> list[str]:
+        value = table.get(key, [] if not required else None)
+        if isinstance(value, str):
+            value = [value]
+        if (not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+                or (required and not value)):
+            raise self.fail(_at(where, key), "must be a string or a list of strings")
+        return value
+
+    def number(self, table: dict, key: str, where: str, *, positive: bool = False
+               ) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(_at(where, key), f"must be a number, got {value!r}")
+        if positive and value <= 0:
+            raise self.fail(_at(where, key), f"must be positive, got {value}")
+        return float(value)
+
+    def date(self, table: dict, key: str, where: str, *, end_of_day: bool = False
+             ) -> datetime | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise self.fail(_at(where, key), f"{value!r} is not an ISO date") from None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, time.max if end_of_day else time.min, UTC)
+        raise self.fail(_at(where, key), f"{value!r} is not a date")
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _sources(check: _Checker, base: Path, patterns: Sequence[str]) -> tuple[Path, ...]:
+    found: list[Path] = []
+    for pattern in patterns:
+        full = base / pattern
+        matches = sorted(glob.glob(str(full))) if glob.has_magic(pattern) else [str(full)]
+        if not matches or not all(Path(m).exists() for m in matches):
+            raise check.fail("imagery.sources", f"{pattern!r} matches no file or folder "
+                                                f"(relative to {base})")
+        found.extend(Path(m) for m in matches)
+    return tuple(dict.fromkeys(found))
+
+
+def _optional_path(check: _Checker, base: Path, document: dict, key: str) -> Path | None:
+    value = check.string(document, key, "")
+    return None if value is None else base / value
+
+
+def _place_feature(check: _Checker, table: Any, number: int) -> dict:
+    where = f"reference.places[{number}]"
+    if not isinstance(table, dict):
+        raise check.fail(where, "must be a table")
+    check.keys(table, "place", where)
+    lon, lat = check.number(table, "lon", where), check.number(table, "lat", where)
+    if lon is None or lat is None or not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise check.fail(where, "needs lon (-180..180) and lat (-90..90) in degrees")
+    properties = {k: table[k] for k in ("name", "kind", "source", "notes") if k in table}
+    check.string(table, "name", where, required=True)
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "properties": properties}
+
+
+def _border_feature(check: _Checker, table: Any, number: int) -> dict:
+    where = f"reference.borders[{number}]"
+    if not isinstance(table, dict):
+        raise check.fail(where, "must be a table")
+    check.keys(table, "border", where)
+    check.string(table, "name", where, required=True)
+    coordinates = table.get("coordinates")
+    if (not isinstance(coordinates, list) or len(coordinates) < 2
+            or not all(isinstance(c, list) and len(c) == 2
+                       and all(isinstance(v, int | float) for v in c) for c in coordinates)):
+        raise check.fail(_at(where, "coordinates"),
+                         "must list at least two [lon, lat] pairs (degrees)")
+    properties = {k: table[k] for k in ("name", "kind", "left", "right", "source")
+                  if k in table}
+    return {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coordinates},
+            "properties": properties}
+
+
+def _aoi(check: _Checker, base: Path, table: Any, number: int) -> AOISpec:
+    where = f"aoi[{number}]"
+    if not isinstance(table, dict):
+        raise check.fail(where, "must be a table")
+    check.keys(table, "aoi", where)
+    name = check.string(table, "name", where, required=True)
+    given = [k for k in ("bbox", "geojson", "place") if k in table]
+    if len(given) != 1:
+        raise check.fail(where, "give exactly one of bbox, geojson or place")
+    bbox = table.get("bbox")
+    if bbox is not None:
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, int | float) for v in bbox)):
+            raise check.fail(_at(where, "bbox"), "must be [west, south, east, north] degrees")
+        west, south, east, north = map(float, bbox)
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise check.fail(_at(where, "bbox"), f"{bbox} is not a lon/lat box "
+                                                 "(west < east, south < north)")
+        bbox = (west, south, east, north)
+    geojson = check.string(table, "geojson", where)
+    methods = tuple(check.strings(table, "methods", where)) or DEFAULT_METHODS
+    return AOISpec(
+        name=name,
+        bbox=bbox,
+        geojson=None if geojson is None else base / geojson,
+        place=check.string(table, "place", where),
+        radius_m=check.number(table, "radius_m", where, positive=True) or 3000.0,
+        sensor=check.string(table, "sensor", where),
+        resolution=check.number(table, "resolution", where, positive=True),
+        epsg=None if table.get("epsg") is None else int(check.number(table, "epsg", where)),
+        coregistration=check.string(table, "coregistration", where) or "global",
+        normalisation=check.string(table, "normalisation", where) or "irmad",
+        methods=methods,
+        min_site_area_m2=check.number(table, "min_site_area_m2", where, positive=True)
+        or 2000.0,
+    )
