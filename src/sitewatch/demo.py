@@ -1,9 +1,10 @@
 """``sitewatch demo``: the whole pipeline on the built-in simulated scenario.
 
 Simulates the default border-compound scenario (:mod:`sitewatch.simulate`) for each requested
-sensor, ingests the imagery into one workspace, imports the scenario's reference places and
-border, and runs every pipeline stage that exists so far, ending with a summary. Needs no network
-and no data beyond the package.
+sensor, ingests the imagery into one workspace and imports the scenario's reference places and
+border; then writes the scenario as a watch file (``watch.toml``: one AOI per sensor, see
+:mod:`sitewatch.watch`) and runs it through stack, detect, sites, exports and report, ending with
+a summary. Needs no network and no data beyond the package.
 """
 
 from __future__ import annotations
@@ -16,24 +17,28 @@ from pathlib import Path
 
 from shapely.geometry import box
 
-from sitewatch.detect import TIMESERIES, DetectResult, detect
+from sitewatch.detect import DetectResult
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import ingest
 from sitewatch.places import import_places
 from sitewatch.simulate import simulate
-from sitewatch.sites import SitesResult, extract_sites
-from sitewatch.stack import AOI, StackResult, build_stack, from_place
+from sitewatch.sites import SitesResult
+from sitewatch.stack import AOI, StackResult, from_place
 from sitewatch.store import Workspace
+from sitewatch.watch import run_watch
 
 #: File that marks a directory as made by the demo, so a re-run may replace it.
 MARKER = ".sitewatch-demo"
 #: Pipeline stages the demo runs, in order.
-STAGES = ("simulate", "ingest", "places", "stack", "detect", "sites")
+STAGES = ("simulate", "ingest", "places", "stack", "detect", "sites", "exports")
 #: Sites listed per sensor in the summary (largest first).
 SUMMARY_SITES = 5
 #: The Sentinel-2 AOI: a circle around the border crossing holding every site, metres.
 S2_AOI_RADIUS_M = 3500.0
 CROSSING = "Al-Qaim border crossing"
+#: The watch file the demo writes and runs, and its exports folder, inside the demo folder.
+WATCH_FILE = "watch.toml"
+EXPORTS = "exports"
 
 
 @dataclass
@@ -90,6 +95,9 @@ class DemoSummary:
     places: list[tuple[str, str]] = field(default_factory=list)
     borders: list[str] = field(default_factory=list)
     stages: tuple[str, ...] = STAGES
+    watch_file: Path | None = None
+    exports: dict[str, Path] = field(default_factory=dict)
+    report: object | None = None  # sitewatch.report.build.ReportResult
 
     def text(self) -> str:
         lines = [f"sitewatch demo: simulated border-compound scenario (seed {self.seed})",
@@ -107,6 +115,11 @@ class DemoSummary:
         lines.append("  reference places: " + ", ".join(f"{n} ({k})" for n, k in self.places))
         lines.append("  borders: " + ", ".join(self.borders))
         lines.append("  stages run: " + ", ".join(self.stages))
+        if self.exports:
+            lines.append("  exports: " + ", ".join(
+                str(p.relative_to(self.out_dir)) for p in self.exports.values()))
+        if self.watch_file is not None:
+            lines.append(f"  re-run with: sitewatch watch run {self.watch_file}")
         return "\n".join(lines)
 
 
@@ -142,21 +155,21 @@ def run_demo(
     for sensor in sensors:
         sensor_rows = [r for r in rows if _sensor_of(r) == sensor]
         summary.sensors.append(_summarise(sensor, sensor_rows))
-    for sensor_summary in summary.sensors:
-        if on_progress:
-            on_progress(f"Stacking {sensor_summary.sensor} imagery")
-        sensor_rows = [r for r in rows if _sensor_of(r) == sensor_summary.sensor]
-        with Workspace.open(workspace) as ws:
-            aoi = (from_place(ws, CROSSING, S2_AOI_RADIUS_M, "border-crossing")
-                   if sensor_summary.sensor == "s2" else _vhr_aoi(sensor_rows))
-        sensor_summary.stack = build_stack(workspace, aoi, sensor=sensor_rows[0]["sensor"])
-        if on_progress:
-            on_progress(f"Detecting change in {sensor_summary.sensor} imagery")
-        for method in ("default", TIMESERIES):
-            sensor_summary.detections.append(detect(workspace, aoi.name, method=method))
-        if on_progress:
-            on_progress(f"Finding sites in {sensor_summary.sensor} imagery")
-        sensor_summary.sites = extract_sites(workspace, aoi.name)
+    with Workspace.open(workspace) as ws:
+        aois = {s.sensor: (from_place(ws, CROSSING, S2_AOI_RADIUS_M, "border-crossing")
+                           if s.sensor == "s2" else
+                           _vhr_aoi([r for r in rows if _sensor_of(r) == s.sensor]))
+                for s in summary.sensors}
+    sensor_names = {_sensor_of(r): r["sensor"] for r in rows}
+    summary.watch_file = _write_watch_file(out, places_file, [
+        (aois[s.sensor], sensor_names[s.sensor]) for s in summary.sensors])
+    run = run_watch(summary.watch_file, on_progress=on_progress)
+    for sensor_summary, aoi_run in zip(summary.sensors, run.aois, strict=True):
+        sensor_summary.stack = aoi_run.stack
+        sensor_summary.detections = aoi_run.detections
+        sensor_summary.sites = aoi_run.sites
+    summary.exports = run.exports
+    summary.report = run.report
     return summary
 
 
@@ -169,6 +182,28 @@ def site_sentence(site) -> str:
                        + (f" (after {p.after})" if p.after else "") for p in life.phases)
     return (f"{site.site_id}: {life.change_type.replace('_', ' ')}, "
             f"{m.length_m:.0f} x {m.width_m:.0f} m, {where}; {phases}")
+
+
+def _write_watch_file(out: Path, places_file: Path | None,
+                      aois: Sequence[tuple[AOI, str]]) -> Path:
+    """The demo as a watch file (docs/watch-file.md) in ``out``, so it can be edited and
+    re-run with ``sitewatch watch run``."""
+    lines = ['# The sitewatch demo as a watch file: edit it and run',
+             f'#   sitewatch watch run {out / WATCH_FILE}',
+             'workspace = "workspace"', f'exports = "{EXPORTS}"', '',
+             '[imagery]', 'sources = ["imagery-*/catalog.json"]', '']
+    if places_file is not None:
+        lines += ['[reference]', f'files = ["{places_file.relative_to(out).as_posix()}"]', '']
+    for aoi, sensor in aois:
+        lines += ['[[aoi]]', f'name = "{aoi.name}"']
+        if aoi.name == "border-crossing":
+            lines += [f'place = "{CROSSING}"', f'radius_m = {S2_AOI_RADIUS_M:g}']
+        else:
+            lines += ["bbox = [" + ", ".join(f"{v:.6f}" for v in aoi.polygon.bounds) + "]"]
+        lines += [f'sensor = "{sensor}"', 'methods = ["default", "timeseries"]', '']
+    path = out / WATCH_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def _vhr_aoi(rows: list[dict]) -> AOI:
