@@ -11,8 +11,9 @@ imagery analyst reads a time-lapse:
 
 - a site that held a **structure** (its pixels differ from the surrounding ground by
   :data:`STRUCTURE_CONTRAST` in brightness on average before the first event) and first
-  **darkens** was *destroyed* (burn scar, debris); a later partial brightening is
-  *flattened*, reaching bare-ground brightness again is *debris removed*;
+  **darkens** was *destroyed* (burn scar, debris); a later partial brightening, or a later
+  burst of activity that does not darken it further (the rubble graded), is *flattened*;
+  reaching bare-ground brightness again is *debris removed*;
 - a structure that first **brightens** to bare ground was *demolished*;
 - open ground that **brightens** with no vegetation gain was *cleared*; further events (or
   continued activity of at least :data:`CONSTRUCTION_ACTIVITY`) mean *under construction*; open
@@ -99,6 +100,9 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
         built = now.built_up - before.built_up
         activity = 0.0 if np.isnan(now.activity) else now.activity
         level = abs(shift) >= LEVEL_SHIFT or abs(built) >= BUILT_SHIFT
+        if activity >= EVENT_ACTIVITY and not level and found:
+            found.append((i, "activity"))
+            continue
         if not (activity >= EVENT_ACTIVITY and level):
             continue
         after = observed[i:i + HOLD_DATES]
@@ -147,8 +151,8 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         change_type = "destruction"
         phases.append(Phase("intact", _day(observed[0].date), None))
         phases.append(phase("destroyed", first))
-        for i, _ in found[1:]:
-            if observed[i].brightness - observed[i - 1].brightness <= 0:
+        for i, kind in found[1:]:
+            if observed[i].brightness - observed[i - 1].brightness < 0 or kind == "darkening":
                 continue
             name = ("debris_removed" if observed[i].brightness >= base_b - LEVEL_SHIFT
                     else "flattened")

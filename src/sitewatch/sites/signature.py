@@ -4,8 +4,10 @@ For every acquisition of the stack, over the site's clear pixels: the median veg
 built-up and brightness indices (:mod:`sitewatch.detect.indices`), and the fraction of the site's
 pixels that changed since the previous clear acquisition. "Changed" is judged against the local
 noise: the spread (1.4826 x MAD) of the same brightness difference over a ring of surrounding
-ground, so a scene-wide illumination residual or haze does not count as activity on the site.
-Only a window around the site is read from the stack.
+ground, so a scene-wide illumination residual or haze does not count as activity on the site. A date
+whose ring as a whole darkens or brightens and comes back on the next observed date (an unmasked
+cloud shadow or haze over the site) is set to not observed, and activity is judged between the
+dates around it. Only a window around the site is read from the stack.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ RING_M = 150.0
 #: A site pixel "changed" between two dates when its brightness moved by more than this many
 #: local noise standard deviations.
 CHANGE_SIGMA = 3.0
+#: Brightness (reflectance) by which a date's surrounding ring must stand out from both the
+#: observed dates around it, in the same direction, to be read as an unmasked shadow or haze.
+RING_SPIKE = 0.04
 #: Fewest clear site pixels for a date to count as observed.
 MIN_CLEAR_PIXELS = 3
 
@@ -71,12 +76,13 @@ def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> 
     clear = (dataset["mask"].isel(**region) == 0).values & np.isfinite(reflectance).all(axis=1)
     bands = [str(b) for b in dataset.band.values]
     out: list[DateSignature] = []
-    previous: tuple[np.ndarray, np.ndarray] | None = None
+    per_date = []
     for t, date in enumerate(dataset.time.values):
         ok = clear[t] & inside
         fraction = float(ok.sum() / inside.sum())
         if ok.sum() < max(MIN_CLEAR_PIXELS, 0.5 * inside.sum()):
             out.append(DateSignature(date, False, fraction))
+            per_date.append(None)
             continue
         values = indices(reflectance[t], bands)
         signature = DateSignature(
@@ -87,10 +93,19 @@ def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> 
             signature.ring_brightness = float(np.median(values["brightness"][ring_ok]))
             signature.contrast = float(np.mean(np.abs(values["brightness"][ok]
                                                       - signature.ring_brightness)))
+        out.append(signature)
+        per_date.append(values["brightness"])
+    for t in _illumination_spikes(out):
+        out[t].observed = False
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    for t, signature in enumerate(out):
+        if not signature.observed:
+            continue
+        brightness = per_date[t]
         if previous is not None:
             before, before_clear = previous
             both = clear[t] & before_clear
-            diff = values["brightness"] - before
+            diff = brightness - before
             reference = diff[both & ring]
             if reference.size >= 10:
                 sigma = 1.4826 * float(np.median(np.abs(reference - np.median(reference))))
@@ -98,6 +113,21 @@ def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> 
                 moved = np.abs(diff - np.median(reference)) > CHANGE_SIGMA * sigma
                 site = both & core
                 signature.activity = float(moved[site].mean()) if site.any() else np.nan
-        previous = (values["brightness"], clear[t])
-        out.append(signature)
+        previous = (brightness, clear[t])
     return out
+
+
+def _illumination_spikes(signature: list[DateSignature]) -> list[int]:
+    """Dates whose surroundings darkened or brightened as a whole and came back on the next
+    observed date: an unmasked cloud shadow or haze over the site and its ring, not a change
+    of the site. They are set to not observed, so activity is judged against the dates around
+    them."""
+    observed = [t for t, s in enumerate(signature)
+                if s.observed and not np.isnan(s.ring_brightness)]
+    spikes = []
+    for prev, t, nxt in zip(observed, observed[1:], observed[2:], strict=False):
+        ring = [signature[i].ring_brightness for i in (prev, t, nxt)]
+        down, up = ring[0] - ring[1], ring[2] - ring[1]
+        if (min(down, up) >= RING_SPIKE or max(down, up) <= -RING_SPIKE):
+            spikes.append(t)
+    return spikes
