@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import shapely.geometry
 
+from sitewatch.analyst import records as analyst_records
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import IngestReport
 from sitewatch.ingest import ingest as _ingest
@@ -129,6 +130,85 @@ def sites(workspace: PathLike, *, aoi: str | None = None) -> list[dict[str, Any]
         row["geometry"] = None if geom is None else shapely.geometry.mapping(geom)
         row.pop("fid")
     return rows
+
+
+def add_assessment(workspace: PathLike, site_id: str, judgement: str, confidence: str, *,
+                   author: str | None = None, assessed: str | None = None,
+                   notes: str | None = None) -> dict[str, Any]:
+    """Record an analyst's judgement of a site with ICD 203 confidence (``sitewatch assess
+    add``)."""
+    return analyst_records.add_assessment(workspace, site_id, judgement, confidence,
+                                          author=author, assessed=assessed, notes=notes)
+
+
+def assessments(workspace: PathLike, *, site_id: str | None = None) -> list[dict[str, Any]]:
+    """The analyst assessments, of one site if given (``sitewatch assess list``)."""
+    return analyst_records.list_assessments(workspace, site_id)
+
+
+def edit_assessment(workspace: PathLike, assessment_id: str, **fields: Any) -> dict[str, Any]:
+    """Change fields of an assessment: site_id, judgement, confidence, author, assessed, notes
+    (``sitewatch assess edit``)."""
+    return analyst_records.update_assessment(workspace, assessment_id, **fields)
+
+
+def delete_assessment(workspace: PathLike, assessment_id: str) -> dict[str, Any]:
+    """Delete an assessment; returns it (``sitewatch assess delete``)."""
+    return analyst_records.delete_assessment(workspace, assessment_id)
+
+
+def add_event(workspace: PathLike, occurred: str, kind: str, *, lon: float | None = None,
+              lat: float | None = None, site_id: str | None = None,
+              description: str | None = None, source: str | None = None,
+              url: str | None = None, credibility: str | None = None,
+              author: str | None = None) -> dict[str, Any]:
+    """Record a collateral event, placed at lon/lat or its site's centroid (``sitewatch event
+    add``)."""
+    return analyst_records.add_event(workspace, occurred, kind, lon=lon, lat=lat,
+                                     site_id=site_id, description=description, source=source,
+                                     url=url, credibility=credibility, author=author)
+
+
+def events(workspace: PathLike, *, site_id: str | None = None) -> list[dict[str, Any]]:
+    """The collateral events, of one site if given (``sitewatch event list``)."""
+    return analyst_records.list_events(workspace, site_id)
+
+
+def edit_event(workspace: PathLike, event_id: str, **fields: Any) -> dict[str, Any]:
+    """Change fields of a collateral event (``sitewatch event edit``)."""
+    return analyst_records.update_event(workspace, event_id, **fields)
+
+
+def delete_event(workspace: PathLike, event_id: str) -> dict[str, Any]:
+    """Delete a collateral event; returns it (``sitewatch event delete``)."""
+    return analyst_records.delete_event(workspace, event_id)
+
+
+def add_note(workspace: PathLike, text: str, *, subject: str | None = None,
+             author: str | None = None) -> dict[str, Any]:
+    """Attach a note to a site, a scene or the workspace (``sitewatch note add``)."""
+    return analyst_records.add_note(workspace, text, subject=subject, author=author)
+
+
+def notes(workspace: PathLike, *, subject: str | None = None) -> list[dict[str, Any]]:
+    """The analyst notes, about one subject if given (``sitewatch note list``)."""
+    return analyst_records.list_notes(workspace, subject)
+
+
+def delete_note(workspace: PathLike, note_id: int) -> dict[str, Any]:
+    """Delete a note; returns it (``sitewatch note delete``)."""
+    return analyst_records.delete_note(workspace, note_id)
+
+
+def export_analyst(workspace: PathLike, path: PathLike) -> dict[str, int]:
+    """Write the analyst layer to GeoJSON or CSV (``sitewatch analyst export``)."""
+    return analyst_records.export_analyst(workspace, path)
+
+
+def import_analyst(workspace: PathLike, path: PathLike) -> dict[str, dict[str, int]]:
+    """Read an analyst GeoJSON or CSV file into the workspace, all or nothing (``sitewatch
+    analyst import``)."""
+    return analyst_records.import_analyst(workspace, path)
 
 
 def _parse_epsg(crs: str | int | None) -> int | None:

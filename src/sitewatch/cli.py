@@ -342,6 +342,261 @@ def demo(
     out.print(summary.text())
 
 
+# -- analyst layer: assessments, collateral events, notes ---------------------------------------
+assess_app = typer.Typer(help="Analyst assessments of sites, with ICD 203 estimative "
+                         "confidence (kept apart from automatic findings).", no_args_is_help=True)
+event_app = typer.Typer(help="Collateral events (strikes, visits, reports) with their sources.",
+                        no_args_is_help=True)
+note_app = typer.Typer(help="Free-text analyst notes about sites, scenes or the workspace.",
+                       no_args_is_help=True)
+analyst_app = typer.Typer(help="Export or import the analyst layer (assessments, events, notes) "
+                          "as GeoJSON or CSV.", no_args_is_help=True)
+app.add_typer(assess_app, name="assess")
+app.add_typer(event_app, name="event")
+app.add_typer(note_app, name="note")
+app.add_typer(analyst_app, name="analyst")
+
+ConfidenceHelp = ("ICD 203 word: almost no chance, very unlikely, unlikely, roughly even chance, "
+                  "likely (probably), very likely, almost certain; or a percentage such as 70%.")
+CredibilityHelp = ("Admiralty credibility of the information: 1 confirmed, 2 probably true, "
+                   "3 possibly true, 4 doubtful, 5 improbable, 6 cannot be judged (digit or "
+                   "words).")
+KindHelp = "strike, visit, construction_report, demolition_report, protest or other."
+
+
+def _given(**options: object) -> dict[str, object]:
+    """The options the user gave (not None); an error if none was."""
+    fields = {name: value for name, value in options.items() if value is not None}
+    if not fields:
+        flags = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise SitewatchError(f"nothing to change; give one or more of {flags}")
+    return fields
+
+
+@assess_app.command("add")
+def assess_add(
+    site: Annotated[str, typer.Argument(help="Site id (see 'sitewatch sites').")],
+    judgement: Annotated[str, typer.Argument(help="The judgement, e.g. 'a military compound'.")],
+    workspace: WorkspaceOption,
+    confidence: Annotated[str, typer.Option(help=ConfidenceHelp)],
+    author: Annotated[str | None, typer.Option(help="Who made the judgement.")] = None,
+    date: Annotated[str | None, typer.Option(
+        help="Day of the assessment, YYYY-MM-DD (default: today, UTC).")] = None,
+    notes: Annotated[str | None, typer.Option(help="Reasoning or caveats.")] = None,
+) -> None:
+    """Record an analyst's judgement of a site."""
+    row = api.add_assessment(workspace, site, judgement, confidence, author=author,
+                             assessed=date, notes=notes)
+    out.print(f"assessment {row['assessment_id']} of {row['site_id']}: {row['confidence']} "
+              f"({_percent(row)})", highlight=False)
+
+
+@assess_app.command("list")
+def assess_list(
+    workspace: WorkspaceOption,
+    site: Annotated[str | None, typer.Option(help="Only the assessments of this site.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the analyst assessments, oldest first."""
+    rows = api.assessments(workspace, site_id=site)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} assessment(s) (analyst judgement)")
+    for column in ("id", "site", "judgement", "confidence", "assessed", "author", "notes"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["assessment_id"], row["site_id"], row["judgement"],
+                      f"{row['confidence']} ({_percent(row)})", row["assessed"],
+                      row["author"] or "-", row["notes"] or "")
+    out.print(table)
+
+
+@assess_app.command("edit")
+def assess_edit(
+    assessment_id: Annotated[str, typer.Argument(help="Assessment id (A-...).")],
+    workspace: WorkspaceOption,
+    site: Annotated[str | None, typer.Option(help="Site id.")] = None,
+    judgement: Annotated[str | None, typer.Option(help="The judgement.")] = None,
+    confidence: Annotated[str | None, typer.Option(help=ConfidenceHelp)] = None,
+    author: Annotated[str | None, typer.Option(help="Who made the judgement.")] = None,
+    date: Annotated[str | None, typer.Option(help="Day of the assessment, YYYY-MM-DD.")] = None,
+    notes: Annotated[str | None, typer.Option(help="Reasoning or caveats ('' clears).")] = None,
+) -> None:
+    """Change an assessment."""
+    fields = _given(site=site, judgement=judgement, confidence=confidence, author=author,
+                    date=date, notes=notes)
+    renamed = {"site": "site_id", "date": "assessed"}
+    row = api.edit_assessment(workspace, assessment_id,
+                              **{renamed.get(k, k): v for k, v in fields.items()})
+    out.print(f"assessment {row['assessment_id']} of {row['site_id']}: {row['confidence']} "
+              f"({_percent(row)})", highlight=False)
+
+
+@assess_app.command("delete")
+def assess_delete(
+    assessment_id: Annotated[str, typer.Argument(help="Assessment id (A-...).")],
+    workspace: WorkspaceOption,
+) -> None:
+    """Delete an assessment."""
+    row = api.delete_assessment(workspace, assessment_id)
+    out.print(f"assessment {row['assessment_id']} of {row['site_id']} deleted", highlight=False)
+
+
+def _percent(row: dict) -> str:
+    return f"{100 * row['probability_low']:.0f}-{100 * row['probability_high']:.0f} %"
+
+
+@event_app.command("add")
+def event_add(
+    workspace: WorkspaceOption,
+    date: Annotated[str, typer.Option(help="When it occurred: YYYY-MM-DD or an ISO date and "
+                                      "time (UTC unless a zone is given).")],
+    kind: Annotated[str, typer.Option(help=KindHelp)],
+    lon: Annotated[float | None, typer.Option(help="Longitude, degrees (WGS84).")] = None,
+    lat: Annotated[float | None, typer.Option(help="Latitude, degrees (WGS84).")] = None,
+    site: Annotated[str | None, typer.Option(
+        help="Site it concerns; without --lon/--lat the event is placed at its centroid.")] = None,
+    description: Annotated[str | None, typer.Option(help="What happened.")] = None,
+    source: Annotated[str | None, typer.Option(help="Where it was reported.")] = None,
+    url: Annotated[str | None, typer.Option(help="http(s) link to the source.")] = None,
+    credibility: Annotated[str | None, typer.Option(help=CredibilityHelp)] = None,
+    author: Annotated[str | None, typer.Option(help="Who entered it.")] = None,
+) -> None:
+    """Record a collateral event from another source."""
+    row = api.add_event(workspace, date, kind, lon=lon, lat=lat, site_id=site,
+                        description=description, source=source, url=url,
+                        credibility=credibility, author=author)
+    out.print(f"event {row['event_id']}: {row['kind']} on {row['occurred']} at "
+              f"{row['lat']:.5f}, {row['lon']:.5f}", highlight=False)
+
+
+@event_app.command("list")
+def event_list(
+    workspace: WorkspaceOption,
+    site: Annotated[str | None, typer.Option(help="Only the events of this site.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the collateral events in the order they occurred."""
+    rows = api.events(workspace, site_id=site)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} collateral event(s) (analyst input)")
+    for column in ("id", "occurred", "kind", "site", "lat", "lon", "credibility", "source",
+                   "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        source = " ".join(part for part in (row["source"], row["url"]) if part)
+        table.add_row(row["event_id"], row["occurred"], row["kind"].replace("_", " "),
+                      row["site_id"] or "-", f"{row['lat']:.5f}", f"{row['lon']:.5f}",
+                      row["credibility"] or "-", source or "-", row["description"] or "")
+    out.print(table)
+
+
+@event_app.command("edit")
+def event_edit(
+    event_id: Annotated[str, typer.Argument(help="Event id (E-...).")],
+    workspace: WorkspaceOption,
+    date: Annotated[str | None, typer.Option(help="When it occurred (ISO).")] = None,
+    kind: Annotated[str | None, typer.Option(help=KindHelp)] = None,
+    lon: Annotated[float | None, typer.Option(help="Longitude, degrees (with --lat).")] = None,
+    lat: Annotated[float | None, typer.Option(help="Latitude, degrees (with --lon).")] = None,
+    site: Annotated[str | None, typer.Option(help="Site it concerns.")] = None,
+    description: Annotated[str | None, typer.Option(help="What happened.")] = None,
+    source: Annotated[str | None, typer.Option(help="Where it was reported.")] = None,
+    url: Annotated[str | None, typer.Option(help="http(s) link to the source.")] = None,
+    credibility: Annotated[str | None, typer.Option(help=CredibilityHelp)] = None,
+    author: Annotated[str | None, typer.Option(help="Who entered it.")] = None,
+) -> None:
+    """Change a collateral event (its place changes only with --lon/--lat, not with --site)."""
+    fields = _given(date=date, kind=kind, lon=lon, lat=lat, site=site, description=description,
+                    source=source, url=url, credibility=credibility, author=author)
+    renamed = {"site": "site_id", "date": "occurred"}
+    row = api.edit_event(workspace, event_id, **{renamed.get(k, k): v for k, v in fields.items()})
+    out.print(f"event {row['event_id']}: {row['kind']} on {row['occurred']} at "
+              f"{row['lat']:.5f}, {row['lon']:.5f}", highlight=False)
+
+
+@event_app.command("delete")
+def event_delete(
+    event_id: Annotated[str, typer.Argument(help="Event id (E-...).")],
+    workspace: WorkspaceOption,
+) -> None:
+    """Delete a collateral event."""
+    row = api.delete_event(workspace, event_id)
+    out.print(f"event {row['event_id']} deleted", highlight=False)
+
+
+@note_app.command("add")
+def note_add(
+    text: Annotated[str, typer.Argument(help="The note.")],
+    workspace: WorkspaceOption,
+    subject: Annotated[str | None, typer.Option(
+        help="Site or scene id it is about (default: the whole workspace).")] = None,
+    author: Annotated[str | None, typer.Option(help="Who wrote it.")] = None,
+) -> None:
+    """Attach a note to a site, a scene or the workspace."""
+    row = api.add_note(workspace, text, subject=subject, author=author)
+    out.print(f"note {row['note_id']} added about {row['subject'] or 'the workspace'}",
+              highlight=False)
+
+
+@note_app.command("list")
+def note_list(
+    workspace: WorkspaceOption,
+    subject: Annotated[str | None, typer.Option(help="Only the notes about this site or "
+                                                "scene.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the analyst notes, oldest first."""
+    rows = api.notes(workspace, subject=subject)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} note(s) (analyst input)")
+    for column in ("id", "about", "created", "author", "text"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["note_id"]), row["subject"] or "workspace", row["created_at"],
+                      row["author"] or "-", row["text"])
+    out.print(table)
+
+
+@note_app.command("delete")
+def note_delete(
+    note_id: Annotated[int, typer.Argument(help="Note id (see 'sitewatch note list').")],
+    workspace: WorkspaceOption,
+) -> None:
+    """Delete a note."""
+    row = api.delete_note(workspace, note_id)
+    out.print(f"note {row['note_id']} deleted", highlight=False)
+
+
+@analyst_app.command("export")
+def analyst_export(
+    path: Annotated[Path, typer.Argument(help="Output .geojson, .json or .csv file (replaced).")],
+    workspace: WorkspaceOption,
+) -> None:
+    """Write every assessment, event and note to one GeoJSON or CSV file."""
+    counts = api.export_analyst(workspace, path)
+    out.print(f"{counts['assessment']} assessment(s), {counts['event']} event(s) and "
+              f"{counts['note']} note(s) -> {path}", highlight=False)
+
+
+@analyst_app.command("import")
+def analyst_import(
+    path: Annotated[Path, typer.Argument(help="A .geojson, .json or .csv file written by "
+                                         "'sitewatch analyst export' (or in its format).")],
+    workspace: WorkspaceOption,
+) -> None:
+    """Import analyst records: all are checked first, then written together (same id updates)."""
+    counts = api.import_analyst(workspace, path)
+    for kind, outcome in counts.items():
+        out.print(f"{kind}s: {outcome['added']} added, {outcome['updated']} updated, "
+                  f"{outcome['unchanged']} unchanged", highlight=False)
+
+
 def main() -> None:
     """Entry point of the ``sitewatch`` console script."""
     try:
