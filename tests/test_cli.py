@@ -19,7 +19,9 @@ def run(*args, check=True):
 
 
 @pytest.mark.parametrize("command", [[], ["ingest"], ["scenes"], ["simulate"], ["demo"],
-                                     ["places"], ["places", "import"], ["places", "list"]])
+                                     ["places"], ["places", "import"], ["places", "list"],
+                                     ["watch", "run"], ["export"], ["assess", "add"],
+                                     ["event", "add"], ["note", "add"], ["analyst", "export"]])
 def test_help_everywhere(command):
     result = run(*command, "--help")
     assert "Usage:" in result.stdout
@@ -73,3 +75,14 @@ def test_places_import_and_list(tmp_path):
     bad.write_text("{not json")
     result = run("places", "import", bad, "-w", tmp_path, check=False)
     assert result.returncode == 2 and "bad.geojson" in result.stderr
+
+
+def test_a_bad_watch_file_is_one_line_naming_the_key(tmp_path):
+    watch = tmp_path / "watch.toml"
+    watch.write_text('workspace = "ws"\n[imagery]\nsources = ["absent/*.tif"]\n'
+                     '[[aoi]]\nname = "a"\nbbox = [1, 2, 3, 4]\n', encoding="utf-8")
+    result = run("watch", "run", watch, check=False)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "watch.toml" in line and "imagery.sources" in line
+    assert not (tmp_path / "ws").exists()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sitewatch.simulate import SimulationResult
     from sitewatch.sites import SitesResult
     from sitewatch.stack import StackResult
+    from sitewatch.watch import WatchRun
 
 PathLike = str | os.PathLike
 
@@ -209,6 +210,32 @@ def import_analyst(workspace: PathLike, path: PathLike) -> dict[str, dict[str, i
     """Read an analyst GeoJSON or CSV file into the workspace, all or nothing (``sitewatch
     analyst import``)."""
     return analyst_records.import_analyst(workspace, path)
+
+
+def watch_run(watch_file: PathLike, *,
+              on_progress: Callable[[str], None] | None = None) -> WatchRun:
+    """Run the whole pipeline for a watch file (``sitewatch watch run``; see
+    :mod:`sitewatch.watch` and docs/watch-file.md)."""
+    from sitewatch.watch import run_watch
+
+    return run_watch(watch_file, on_progress=on_progress)
+
+
+def export(workspace: PathLike, target: PathLike, *, aoi: str | None = None,
+           format: str | None = None) -> dict[str, os.PathLike]:
+    """Export the sites, observations, reference places and analyst layer (``sitewatch
+    export``): every format into ``target`` when it is a folder (or has no extension),
+    otherwise the one format its extension (or ``format``) names. Returns format -> path."""
+    from pathlib import Path
+
+    from sitewatch.report.exports import export as _export
+    from sitewatch.report.exports import export_all
+
+    target = Path(target)
+    if format is None and (target.is_dir() or not target.suffix):
+        return export_all(workspace, target, aoi=aoi)
+    path = _export(workspace, target, aoi=aoi, format=format)
+    return {path.suffix.lstrip(".").lower(): path}
 
 
 def _parse_epsg(crs: str | int | None) -> int | None:

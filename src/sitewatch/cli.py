@@ -342,6 +342,48 @@ def demo(
     out.print(summary.text())
 
 
+watch_app = typer.Typer(help="Watch files: what to watch, in one TOML file (see "
+                        "docs/watch-file.md).", no_args_is_help=True)
+app.add_typer(watch_app, name="watch")
+
+
+@watch_app.command("run")
+def watch_run(
+    watch_file: Annotated[Path, typer.Argument(help="The watch file (TOML).")],
+) -> None:
+    """Run the whole pipeline for a watch file: ingest what is new, then stack, detect and
+    find sites in each AOI, and write the exports and report it asks for."""
+    with _progress("Running the watch file") as progress:
+        task = progress.task_ids[0]
+        result = api.watch_run(watch_file, on_progress=lambda message: progress.update(
+            task, description=message))
+    out.print(f"{result.new_scenes} new and {result.updated_scenes} updated scene(s) -> "
+              f"{result.watch.workspace}")
+    for run in result.aois:
+        out.print(f"  {run.name}: {len(run.stack.included)} acquisitions, "
+                  f"{len(run.sites.sites)} site(s)")
+    for name, path in result.exports.items():
+        out.print(f"  {name} -> {path}")
+    if result.report is not None:
+        out.print(f"  report -> {result.report.html}\n  report -> {result.report.pdf}")
+
+
+@app.command()
+def export(
+    target: Annotated[Path, typer.Argument(help="A folder (every format), or a file whose "
+                                           "extension says the format: .geojson .gpkg .kml "
+                                           ".kmz .csv.")],
+    workspace: WorkspaceOption,
+    aoi: Annotated[str | None, typer.Option(help="Only this AOI's sites.")] = None,
+    format: Annotated[str | None, typer.Option(help="geojson, gpkg, kml, kmz or csv, when "
+                                               "the file name does not say.")] = None,
+) -> None:
+    """Export sites, observations, reference places and the analyst layer for QGIS and
+    Google Earth (KML time spans step through each site's history)."""
+    for name, path in api.export(workspace, target, aoi=aoi, format=format).items():
+        out.print(f"{name} -> {path}")
+
+
 # -- analyst layer: assessments, collateral events, notes ---------------------------------------
 assess_app = typer.Typer(help="Analyst assessments of sites, with ICD 203 estimative "
                          "confidence (kept apart from automatic findings).", no_args_is_help=True)
