@@ -205,3 +205,15 @@ def test_durations_in_words(days, text):
     ("W", "west"), ("NE", "northeast"), ("WNW", "west-northwest"), ("SSE", "south-southeast")])
 def test_compass_abbreviations_are_spelled_out(abbreviation, words):
     assert compass_words(abbreviation) == words
+
+
+def test_a_nearby_facility_leads_the_location_before_a_nearer_town():
+    town = {**TOWN, "name": "Abu Kamal", "distance_m": 900.0, "direction": "S",
+            "phrase": "900 m S of Abu Kamal"}
+    crossing = {**CROSSING, "distance_m": 2600.0}
+    site = _site("new_construction", "under_construction",
+                 [_phase("under_construction", "2019-06-15", "2019-05-15")], length=100.0,
+                 width=60.0, area=6000.0, rectangularity=0.9, places=[town, crossing])
+    text = site_findings(site, _observations({"2019-05-15": 0.0, "2019-06-15": 0.6,
+                                              "2019-07-15": 0.5}))
+    assert "2.6 km west of the Al-Qaim border crossing and 900 m south of Abu Kamal" in text

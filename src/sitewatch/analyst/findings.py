@@ -36,6 +36,12 @@ from sitewatch.analyst.confidence import TERMS, Confidence
 from sitewatch.sites.lifecycle import EVENT_ACTIVITY, TYPES
 from sitewatch.sites.measure import format_distance
 
+#: Kinds of reference place that are settlements; any other kind (border crossing, checkpoint,
+#: airfield...) is a facility a nearby site is located against first.
+SETTLEMENT_KINDS = frozenset({"town", "city", "village", "settlement", "place"})
+#: Farthest a facility may be to lead a site's location, metres.
+FACILITY_RANGE_M = 10_000.0
+
 #: Observed dates showing the change from which it counts as persistent.
 PERSISTENT_DATES = 3
 #: Peak activity (share of the site's pixels changed since the previous date, against noise)
@@ -266,15 +272,21 @@ def _extent(site: dict, what: str = "") -> str:
 
 # -- location ------------------------------------------------------------------------------------
 def _location(site: dict) -> str:
+    """The nearest reference place, led by the nearest facility (a border crossing, a
+    checkpoint: any place that is not a settlement) when one is within
+    :data:`FACILITY_RANGE_M`, as analysts locate a site against what it serves; then the
+    border."""
     measurements = _measurements(site)
-    parts = []
     places = measurements.get("places") or []
-    if places:
-        place = places[0]
-        name = _the(place["name"])
-        parts.append(f"at {name}" if place["phrase"].startswith("at ") else
-                     f"{format_distance(place['distance_m'])} "
-                     f"{compass_words(place['direction'])} of {name}")
+    chosen = places[:1]
+    facility = next((p for p in places if p.get("kind") not in SETTLEMENT_KINDS), None)
+    if (facility is not None and places and facility is not places[0]
+            and facility["distance_m"] <= FACILITY_RANGE_M):
+        chosen = [facility, places[0]]
+    words = [f"at {_the(p['name'])}" if p["phrase"].startswith("at ") else
+             f"{format_distance(p['distance_m'])} {compass_words(p['direction'])} of "
+             f"{_the(p['name'])}" for p in chosen]
+    parts = [" and ".join(words)] if words else []
     if measurements.get("border"):
         parts.append(measurements["border"]["phrase"])
     return ", ".join(parts) if parts else f"at MGRS {site['mgrs']}"
