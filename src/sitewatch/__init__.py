@@ -11,26 +11,45 @@ __version__ = "0.1.0"
 
 # The stage packages are imported before the API functions of the same names are bound below:
 # importing a subpackage for the first time later would rebind ``sitewatch.<name>`` to it.
+import sitewatch.analyst  # noqa: E402, F401
 import sitewatch.detect  # noqa: E402, F401
 import sitewatch.ingest  # noqa: E402, F401
 import sitewatch.simulate  # noqa: E402, F401
 import sitewatch.sites  # noqa: E402, F401
 import sitewatch.stack  # noqa: E402, F401
 from sitewatch.api import (  # noqa: E402
+    add_assessment,
+    add_event,
+    add_note,
+    assessments,
     compare,
+    delete_assessment,
+    delete_event,
+    delete_note,
     demo,
     detect,
+    edit_assessment,
+    edit_event,
+    events,
+    export,
+    export_analyst,
+    import_analyst,
     import_places,
     ingest,
+    notes,
     places,
     scenes,
     simulate,
     sites,
     stack,
     track,
+    watch_run,
 )
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.store import Workspace  # noqa: E402
 
-__all__ = ["SitewatchError", "Workspace", "__version__", "compare", "demo", "detect",
-           "import_places", "ingest", "places", "scenes", "simulate", "sites", "stack", "track"]
+__all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_event",
+           "add_note", "assessments", "compare", "delete_assessment", "delete_event",
+           "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events", "export",
+           "export_analyst", "import_analyst", "import_places", "ingest", "notes", "places",
+           "scenes", "simulate", "sites", "stack", "track", "watch_run"]
