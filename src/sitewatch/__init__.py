@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 import sitewatch.analyst  # noqa: E402, F401
 import sitewatch.detect  # noqa: E402, F401
 import sitewatch.ingest  # noqa: E402, F401
+import sitewatch.report  # noqa: E402, F401
 import sitewatch.simulate  # noqa: E402, F401
 import sitewatch.sites  # noqa: E402, F401
 import sitewatch.stack  # noqa: E402, F401
@@ -38,6 +39,7 @@ from sitewatch.api import (  # noqa: E402
     ingest,
     notes,
     places,
+    report,
     scenes,
     simulate,
     sites,
@@ -52,4 +54,4 @@ __all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_
            "add_note", "assessments", "compare", "delete_assessment", "delete_event",
            "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events", "export",
            "export_analyst", "import_analyst", "import_places", "ingest", "notes", "places",
-           "scenes", "simulate", "sites", "stack", "track", "watch_run"]
+           "report", "scenes", "simulate", "sites", "stack", "track", "watch_run"]

@@ -20,6 +20,7 @@ from sitewatch.store import Workspace
 if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
     from sitewatch.detect import DetectResult
+    from sitewatch.report.build import ReportResult
     from sitewatch.simulate import SimulationResult
     from sitewatch.sites import SitesResult
     from sitewatch.stack import StackResult
@@ -219,6 +220,17 @@ def watch_run(watch_file: PathLike, *,
     from sitewatch.watch import run_watch
 
     return run_watch(watch_file, on_progress=on_progress)
+
+
+def report(workspace: PathLike, out_dir: PathLike, *, aoi: str | None = None,
+           title: str | None = None, full_sites: int = 12,
+           on_progress: Callable[[str, float], None] | None = None) -> ReportResult:
+    """Write the evidence report (self-contained HTML and PDF) of ``workspace`` into
+    ``out_dir`` (``sitewatch report``); see :func:`sitewatch.report.build.build_report`."""
+    from sitewatch.report.build import build_report
+
+    return build_report(workspace, out_dir, aoi=aoi, title=title, full_sites=full_sites,
+                        on_progress=on_progress)
 
 
 def export(workspace: PathLike, target: PathLike, *, aoi: str | None = None,

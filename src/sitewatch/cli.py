@@ -369,6 +369,27 @@ def watch_run(
 
 
 @app.command()
+def report(
+    workspace: WorkspaceOption,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.html, report.pdf "
+                                          "and figures/ (replaced if a previous report made "
+                                          "it).")],
+    aoi: Annotated[str | None, typer.Option(help="Only this AOI (default: every AOI with a "
+                                            "stack).")] = None,
+    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+    full_sites: Annotated[int, typer.Option(help="Largest sites given a full section; the "
+                                            "rest are table rows.")] = 12,
+) -> None:
+    """Write the evidence report: overview maps, annotated before/after images, timelines,
+    time-lapses, findings, analyst input and how to reproduce it, as HTML and PDF."""
+    with _fraction_progress("Writing the report") as step:
+        result = api.report(workspace, out_dir, aoi=aoi, title=title, full_sites=full_sites,
+                            on_progress=step)
+    out.print(f"{result.n_sites} site(s), {result.n_pages} PDF page(s)\n"
+              f"html -> {result.html}\npdf -> {result.pdf}")
+
+
+@app.command()
 def export(
     target: Annotated[Path, typer.Argument(help="A folder (every format), or a file whose "
                                            "extension says the format: .geojson .gpkg .kml "

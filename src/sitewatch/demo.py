@@ -30,7 +30,7 @@ from sitewatch.watch import run_watch
 #: File that marks a directory as made by the demo, so a re-run may replace it.
 MARKER = ".sitewatch-demo"
 #: Pipeline stages the demo runs, in order.
-STAGES = ("simulate", "ingest", "places", "stack", "detect", "sites", "exports")
+STAGES = ("simulate", "ingest", "places", "stack", "detect", "sites", "exports", "report")
 #: Sites listed per sensor in the summary (largest first).
 SUMMARY_SITES = 5
 #: The Sentinel-2 AOI: a circle around the border crossing holding every site, metres.
@@ -39,6 +39,7 @@ CROSSING = "Al-Qaim border crossing"
 #: The watch file the demo writes and runs, and its exports folder, inside the demo folder.
 WATCH_FILE = "watch.toml"
 EXPORTS = "exports"
+REPORT = "report"
 
 
 @dataclass
@@ -118,6 +119,9 @@ class DemoSummary:
         if self.exports:
             lines.append("  exports: " + ", ".join(
                 str(p.relative_to(self.out_dir)) for p in self.exports.values()))
+        if self.report is not None:
+            lines.append(f"  report: {self.report.html} and {self.report.pdf} "
+                         f"({self.report.n_pages} pages)")
         if self.watch_file is not None:
             lines.append(f"  re-run with: sitewatch watch run {self.watch_file}")
         return "\n".join(lines)
@@ -190,7 +194,7 @@ def _write_watch_file(out: Path, places_file: Path | None,
     re-run with ``sitewatch watch run``."""
     lines = ['# The sitewatch demo as a watch file: edit it and run',
              f'#   sitewatch watch run {out / WATCH_FILE}',
-             'workspace = "workspace"', f'exports = "{EXPORTS}"', '',
+             'workspace = "workspace"', f'exports = "{EXPORTS}"', f'report = "{REPORT}"', '',
              '[imagery]', 'sources = ["imagery-*/catalog.json"]', '']
     if places_file is not None:
         lines += ['[reference]', f'files = ["{places_file.relative_to(out).as_posix()}"]', '']

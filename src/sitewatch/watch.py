@@ -210,7 +210,8 @@ def run_watch(path: str | os.PathLike, *,
         from sitewatch.report.build import build_report
 
         say("Writing the report")
-        result.report = build_report(watch.workspace, watch.report)
+        result.report = build_report(watch.workspace, watch.report,
+                                     on_progress=lambda message, fraction: say(message))
     return result
 
 
