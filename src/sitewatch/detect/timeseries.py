@@ -71,7 +71,8 @@ Memory
 The block is processed at once (the caller tiles big AOIs). Besides the float32 input
 (``4 T B`` bytes a pixel) the work arrays take about ``16 T (m + 1)`` bytes a pixel at their
 peak (float64 features, residuals and cumulative sums): measured 2.3 kB a pixel for 12 dates
-and 3 features, 570 MiB for a 512 x 512 block on top of its 156 MiB of 13-band input.
+and 3 features without the seasonal model and 3.5 kB with it (bench/timeseries.py), so up to
+0.9 GiB for a 512 x 512 block; the detect stage works in 256 x 256 blocks.
 """
 
 from __future__ import annotations
@@ -440,7 +441,7 @@ def _scan(y: np.ndarray, clear: np.ndarray, design: np.ndarray, min_segment: int
     gram[~tested] = np.eye(p)
     ginv = np.linalg.inv(gram)
 
-    beta = np.einsum("nij,tj,tan->ain", ginv, design, y)
+    beta = np.einsum("nij,ajn->ain", ginv, np.einsum("tj,tan->ajn", design, y))
     resid0 = (y - np.einsum("ti,ain->tan", design, beta)) * w[:, None]
     rss0 = (resid0 ** 2).sum(axis=0) + 1e-30                   # (a, n)
 
@@ -466,7 +467,8 @@ def _scan(y: np.ndarray, clear: np.ndarray, design: np.ndarray, min_segment: int
     g = np.einsum("nij,jn->in", ginv, cols[k, :, pix].T)
     step = (np.arange(n_time)[:, None] >= k) - design @ g       # M0 d_k           (t, n)
     resid = (resid0 - delta[None] * step[:, None]) * w[:, None]
-    leverage = (np.einsum("ti,nij,tj->tn", design, ginv, design) + step ** 2 / q[k, pix]) * w
+    hat = np.einsum("ti,nij,tj->tn", design, ginv, design, optimize=True)
+    leverage = (hat + step ** 2 / q[k, pix]) * w
     noise = (resid ** 2).sum(axis=0) / np.maximum(dof, 1) + 1e-30
     return _Scan(tested, k, fstat, candidates, dof, delta, resid, leverage, noise)
 
