@@ -461,17 +461,25 @@ def assess_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the analyst assessments, oldest first."""
-    rows = api.assessments(workspace, site_id=site)
+    _print_records(
+        api.assessments(workspace, site_id=site), as_json, "assessment(s) (analyst judgement)",
+        ("id", "site", "judgement", "confidence", "assessed", "author", "notes"),
+        lambda row: (row["assessment_id"], row["site_id"], row["judgement"],
+                     f"{row['confidence']} ({_percent(row)})", row["assessed"],
+                     row["author"] or "-", row["notes"] or ""))
+
+
+def _print_records(rows: list[dict], as_json: bool, title: str, columns: tuple[str, ...],
+                   cells: Callable[[dict], tuple[str, ...]]) -> None:
+    """Analyst records as JSON, or as a table titled with their count and ``title``."""
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{len(rows)} assessment(s) (analyst judgement)")
-    for column in ("id", "site", "judgement", "confidence", "assessed", "author", "notes"):
+    table = Table(title=f"{len(rows)} {title}")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["assessment_id"], row["site_id"], row["judgement"],
-                      f"{row['confidence']} ({_percent(row)})", row["assessed"],
-                      row["author"] or "-", row["notes"] or "")
+        table.add_row(*cells(row))
     out.print(table)
 
 
@@ -541,20 +549,14 @@ def event_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the collateral events in the order they occurred."""
-    rows = api.events(workspace, site_id=site)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title=f"{len(rows)} collateral event(s) (analyst input)")
-    for column in ("id", "occurred", "kind", "site", "lat", "lon", "credibility", "source",
-                   "description"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        source = " ".join(part for part in (row["source"], row["url"]) if part)
-        table.add_row(row["event_id"], row["occurred"], row["kind"].replace("_", " "),
-                      row["site_id"] or "-", f"{row['lat']:.5f}", f"{row['lon']:.5f}",
-                      row["credibility"] or "-", source or "-", row["description"] or "")
-    out.print(table)
+    _print_records(
+        api.events(workspace, site_id=site), as_json, "collateral event(s) (analyst input)",
+        ("id", "occurred", "kind", "site", "lat", "lon", "credibility", "source", "description"),
+        lambda row: (row["event_id"], row["occurred"], row["kind"].replace("_", " "),
+                     row["site_id"] or "-", f"{row['lat']:.5f}", f"{row['lon']:.5f}",
+                     row["credibility"] or "-",
+                     " ".join(part for part in (row["source"], row["url"]) if part) or "-",
+                     row["description"] or ""))
 
 
 @event_app.command("edit")
@@ -613,17 +615,11 @@ def note_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the analyst notes, oldest first."""
-    rows = api.notes(workspace, subject=subject)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title=f"{len(rows)} note(s) (analyst input)")
-    for column in ("id", "about", "created", "author", "text"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(str(row["note_id"]), row["subject"] or "workspace", row["created_at"],
-                      row["author"] or "-", row["text"])
-    out.print(table)
+    _print_records(
+        api.notes(workspace, subject=subject), as_json, "note(s) (analyst input)",
+        ("id", "about", "created", "author", "text"),
+        lambda row: (str(row["note_id"]), row["subject"] or "workspace", row["created_at"],
+                     row["author"] or "-", row["text"]))
 
 
 @note_app.command("delete")
