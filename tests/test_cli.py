@@ -20,8 +20,9 @@ def run(*args, check=True):
 
 @pytest.mark.parametrize("command", [[], ["ingest"], ["scenes"], ["simulate"], ["demo"],
                                      ["places"], ["places", "import"], ["places", "list"],
-                                     ["watch", "run"], ["export"], ["report"], ["assess", "add"],
-                                     ["event", "add"], ["note", "add"], ["analyst", "export"]])
+                                     ["watch", "run"], ["export"], ["report"], ["serve"],
+                                     ["assess", "add"], ["event", "add"], ["note", "add"],
+                                     ["analyst", "export"]])
 def test_help_everywhere(command):
     result = run(*command, "--help")
     assert "Usage:" in result.stdout

@@ -41,6 +41,7 @@ from sitewatch.api import (  # noqa: E402
     places,
     report,
     scenes,
+    serve,
     simulate,
     sites,
     stack,
@@ -54,4 +55,4 @@ __all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_
            "add_note", "assessments", "compare", "delete_assessment", "delete_event",
            "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events", "export",
            "export_analyst", "import_analyst", "import_places", "ingest", "notes", "places",
-           "report", "scenes", "simulate", "sites", "stack", "track", "watch_run"]
+           "report", "scenes", "serve", "simulate", "sites", "stack", "track", "watch_run"]

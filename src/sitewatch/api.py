@@ -233,6 +233,18 @@ def report(workspace: PathLike, out_dir: PathLike, *, aoi: str | None = None,
                         on_progress=on_progress)
 
 
+def serve(workspace: PathLike, *, host: str = "127.0.0.1", port: int = 8765,
+          token: str | None = None, allow_write: bool = False,
+          report_dir: PathLike | None = None, on_ready: Callable[[Any], None] | None = None
+          ) -> None:
+    """Serve the local web viewer of ``workspace`` until interrupted (``sitewatch serve``);
+    see :func:`sitewatch.web.serve`."""
+    from sitewatch.web import serve as _serve
+
+    _serve(workspace, host=host, port=port, token=token, allow_write=allow_write,
+           report_dir=report_dir, on_ready=on_ready)
+
+
 def export(workspace: PathLike, target: PathLike, *, aoi: str | None = None,
            format: str | None = None) -> dict[str, os.PathLike]:
     """Export the sites, observations, reference places and analyst layer (``sitewatch

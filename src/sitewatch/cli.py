@@ -390,6 +390,26 @@ def report(
 
 
 @app.command()
+def serve(
+    workspace: WorkspaceOption,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs a "
+                                      "token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
+    write: Annotated[bool, typer.Option("--write", help="Let the page add and edit analyst "
+                                        "records (with the token printed at start).")] = False,
+    token: Annotated[str | None, typer.Option(envvar="SITEWATCH_TOKEN",
+                                              help="Write token (default: a new random "
+                                              "one when writing).")] = None,
+    report_dir: Annotated[Path | None, typer.Option("--report", help="Report folder the "
+                                                    "page links to.")] = None,
+) -> None:
+    """Open the local web viewer: map, time slider, sites, before/after, analyst records."""
+    api.serve(workspace, host=host, port=port, token=token, allow_write=write,
+              report_dir=report_dir, on_ready=lambda ready: out.print(ready.message,
+                                                                       highlight=False))
+
+
+@app.command()
 def export(
     target: Annotated[Path, typer.Argument(help="A folder (every format), or a file whose "
                                            "extension says the format: .geojson .gpkg .kml "
