@@ -23,6 +23,8 @@ imagery analyst reads a time-lapse:
   vegetation both rises and falls by :data:`VEGETATION_SWING` is a seasonal or agricultural
   cycle, not a change of interest; vegetated ground that loses its vegetation for good is
   *vegetation loss*;
+- ground whose first event is a fall of the built-up index with a rise of vegetation, and no
+  brightness shift, is greening (a crop, a wet season), not of interest either;
 - a polygon without any event at the site level (its pixels' breaks did not add up to a change
   of the object) is *unclassified* and not reported.
 
@@ -42,7 +44,7 @@ EVENT_ACTIVITY = 0.2
 CONSTRUCTION_ACTIVITY = 0.1
 LEVEL_SHIFT = 0.03  # reflectance units (0..1)
 BUILT_SHIFT = 0.03  # index units
-VEGETATED = 0.3
+VEGETATED = 0.2  # NDVI of sparse vegetation cover
 STRUCTURE_CONTRAST = 0.04  # mean |site - surroundings| brightness of a standing structure
 VEGETATION_SWING = 0.1
 QUIET_DATES = 2
@@ -133,6 +135,10 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
     def phase(name: str, i: int) -> Phase:
         return Phase(name, _day(observed[i].date), _day(observed[i - 1].date))
 
+    def greening(i: int) -> bool:  # the built-up index fell as vegetation rose
+        return (observed[i].built_up < observed[i - 1].built_up
+                and observed[i].vegetation > observed[i - 1].vegetation)
+
     phases: list[Phase] = []
     kind0 = found[0][1]
     vegetation = np.array([s.vegetation for s in observed])
@@ -147,6 +153,9 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         lost = next(i for i in range(peak + 1, len(observed))
                     if vegetation[i] <= vegetation[peak] - VEGETATION_SWING)
         phases.append(phase("vegetation_lost", lost))
+    elif kind0 == "activity" and greening(first):
+        return Lifecycle("seasonal_vegetation", (), _day(observed[first].date),
+                         _day(observed[first - 1].date))
     elif structure and kind0 == "darkening":
         change_type = "destruction"
         phases.append(Phase("intact", _day(observed[0].date), None))
