@@ -9,7 +9,7 @@ import rasterio
 import scipy.ndimage
 
 import sitewatch
-from sitewatch.detect import pairwise, thresholds
+from sitewatch.detect import indices, pairwise, thresholds
 from sitewatch.detect.base import MASKED, pairwise_methods
 from sitewatch.stack import build_stack, from_geojson
 from sitewatch.stack.resample import reproject_to_grid
@@ -94,10 +94,81 @@ def test_index_method_on_rgb_uses_the_fallbacks(synthetic_pair):
 def test_parameters_record_the_run(synthetic_pair):
     before, after, valid, _ = synthetic_pair
     result = pairwise.default(before, after, valid, BANDS, 10.0)
-    assert result.parameters["evidence"] == ["irmad_all_bands", "irmad_10m_bands",
-                                             "abs_brightness_change"]
+    assert result.parameters["evidence"] == ["irmad_all_bands", "irmad_10m_bands"]
     assert result.parameters["min_area_m2"] == 300.0
     assert result.parameters["fits"]["irmad_all_bands"]["n_fit"] == int(valid.sum())
+    # 13 % of the valid pixels changed: a no-change mode with a tail, cut by Rosin's rule
+    assert result.parameters["threshold_rule"] == "rosin"
+    assert result.parameters["score_skewness"] > thresholds.HIGH_SKEWNESS
+    assert result.parameters["smoothing_sigma_px"] == pairwise.PSF_SIGMA_PX
+
+
+@pytest.mark.parametrize(("pixel_size_m", "sigma_px"), [(30.0, 0.5), (10.0, 0.5), (0.5, 10.0)])
+def test_default_smooths_at_the_finest_resolvable_scale(synthetic_pair, pixel_size_m, sigma_px):
+    before, after, valid, _ = synthetic_pair
+    result = pairwise.default(before, after, valid, BANDS, pixel_size_m)
+    assert result.parameters["smoothing_sigma_px"] == pytest.approx(sigma_px)
+
+
+def test_default_flags_almost_nothing_when_nothing_changed():
+    """Noise and a radiometric gain/offset only: a symmetric score histogram that Otsu alone
+    would split in half; the IR-MAD significance test keeps it (nearly) empty."""
+    rng = np.random.default_rng(3)
+    before = rng.normal(0.2, 0.02, (6, 150, 150)).astype(np.float32)
+    after = (1.1 * before + 0.02 + rng.normal(0, 0.02, before.shape)).astype(np.float32)
+    result = pairwise.default(before, after, np.ones((150, 150), bool), BANDS, 10.0)
+    assert result.parameters["threshold_rule"] == "otsu"
+    assert np.mean(result.change == 1) < 0.01
+
+
+def test_default_on_rgb_vhr_adds_colour_and_finds_new_roofs():
+    """0.5 m RGB: grass and soil texture, two 20 m roofs built on grass, a brightness shift."""
+    rng = np.random.default_rng(4)
+    grass = np.array([0.25, 0.45, 0.15], np.float32)[:, None, None]  # red, green, blue
+    soil = np.array([0.55, 0.45, 0.35], np.float32)[:, None, None]
+    roof = np.array([0.50, 0.50, 0.52], np.float32)[:, None, None]
+    fraction = scipy.ndimage.gaussian_filter(rng.random((240, 240)), 8)
+    fraction = (fraction - fraction.min()) / np.ptp(fraction)
+    before = (fraction * grass + (1 - fraction) * soil).astype(np.float32)
+    after = before.copy()
+    roofs = [(slice(30, 70), slice(40, 80)), (slice(150, 190), slice(140, 180))]
+    for box in roofs:
+        after[(slice(None), *box)] = roof
+    before += rng.normal(0, 0.02, before.shape).astype(np.float32)
+    after = 0.95 * after + rng.normal(0, 0.02, after.shape).astype(np.float32)
+    truth = np.zeros((240, 240), bool)
+    for box in roofs:
+        truth[box] = True
+    valid = np.ones(truth.shape, bool)
+    result = pairwise.default(before, after, valid, ["red", "green", "blue"], 0.5)
+    assert result.parameters["evidence"] == ["irmad_all_bands", "chroma_change"]
+    for box in roofs:
+        assert np.mean(result.change[box] == 1) > 0.9
+    # smoothing at the 5 m object scale widens objects by up to two sigmas (10 m), no further
+    beyond = ~scipy.ndimage.binary_dilation(truth, iterations=20)
+    assert np.mean(result.change[beyond] == 1) < 0.01
+    with_nir = np.concatenate([before, before[1:2]]), np.concatenate([after, after[1:2]])
+    result = pairwise.default(*with_nir, valid, ["red", "green", "blue", "nir"], 0.5)
+    assert "chroma_change" not in result.parameters["evidence"]
+
+
+def test_chroma_change_ignores_brightness_and_sees_colour():
+    grey = np.full((3, 2, 2), 0.4, np.float32)
+    after = grey.copy()
+    after[:, 0, 0] = 0.6  # brighter grey
+    after[:, 1, 1] = [0.2, 0.5, 0.2]  # grey to green
+    after[:, 0, 1] = np.nan
+    chroma = indices.chroma_change(grey, after, ["red", "green", "blue"])
+    assert chroma[0, 0] < 1.0 and chroma[1, 1] > 30.0  # CIELAB units, JND ~2.3
+    assert np.isnan(chroma[0, 1])
+    assert indices.chroma_change(grey[:2], after[:2], ["red", "green"]) is None
+
+
+def test_gaussian_noise_gain_is_the_spread_of_smoothed_white_noise():
+    noise = np.random.default_rng(0).normal(0, 1, (400, 400))
+    for sigma in (0.5, 2.0, 10.0):
+        smoothed = scipy.ndimage.gaussian_filter(noise, sigma)[40:-40, 40:-40]
+        assert smoothed.std() == pytest.approx(pairwise.gaussian_noise_gain(sigma), rel=0.1)
 
 
 def test_default_beats_cva_on_a_real_oscd_city(data_dir, tmp_path):
@@ -127,6 +198,24 @@ def test_kittler_illingworth_splits_a_rare_bimodal_mixture():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(0, 1, 19_000), rng.normal(8, 1, 1_000)])
     assert 2.5 < thresholds.kittler_illingworth(values) < 6.0
+
+
+def test_rosin_cuts_where_the_tail_leaves_the_mode():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 20_000), rng.uniform(4, 30, 500)])
+    assert 1.5 < thresholds.rosin(values) < 5.0
+    # peak in the last bin: no tail, nothing above the threshold
+    assert thresholds.rosin(np.arange(10.0).repeat(np.arange(1, 11))) == 9.0
+
+
+def test_peak_or_tail_follows_the_histogram_shape():
+    rng = np.random.default_rng(0)
+    rare = np.concatenate([rng.normal(0, 1, 19_000), rng.normal(8, 1, 1_000)])
+    threshold, rule, skewness = thresholds.peak_or_tail(rare)
+    assert rule == "rosin" and skewness > 1 and 2.0 < threshold < 6.0
+    balanced = np.concatenate([rng.normal(0, 1, 5_000), rng.normal(6, 1, 5_000)])
+    threshold, rule, skewness = thresholds.peak_or_tail(balanced)
+    assert rule == "otsu" and abs(skewness) < 0.5 and 2.0 < threshold < 4.0
 
 
 def test_otsu_splits_a_balanced_bimodal_mixture():

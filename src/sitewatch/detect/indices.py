@@ -16,6 +16,9 @@ are reflectance 0..1; every index is unitless. A missing band gives the fallback
 - Brightness: mean reflectance of the visible bands (all bands when none is named), a proxy of
   albedo: new roofs, concrete and cleared soil raise it; burn scars, debris, water and shadow
   lower it.
+
+:func:`chroma_change` measures colour change apart from brightness: the distance between the two
+dates in the CIELAB a*b* plane (CIE 1976), for imagery whose only bands are visible ones.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import skimage.color
 
 #: Band names of each role, first match wins (Sentinel-2, Landsat 4-7, common names).
 ROLES: dict[str, tuple[str, ...]] = {
@@ -114,3 +118,25 @@ def index_changes(before: np.ndarray, after: np.ndarray,
     first = indices(before, band_names)
     second = indices(after, band_names)
     return {name: second[name] - first[name] for name in INDEX_NAMES}
+
+
+def chroma_change(before: np.ndarray, after: np.ndarray,
+                  band_names: Sequence[str]) -> np.ndarray | None:
+    """Colour change apart from brightness: ``sqrt(da*^2 + db*^2)`` in CIELAB (CIE 1976).
+
+    ``before`` and ``after`` are ``(bands, rows, cols)`` with values 0..1; their red, green and
+    blue bands are read as sRGB (skimage.color.rgb2lab, D65), which is what RGB photographs and
+    aerial mosaics are. The lightness axis ``L*`` is left out: hue and saturation are what tell
+    a grey roof from the lawn or the bare soil it replaced, and they move less than lightness
+    with sun angle and exposure between the dates. Returns ``(rows, cols)`` float32 (NaN where
+    an input is NaN), or ``None`` when red, green or blue is missing.
+    """
+    roles = band_roles(band_names)
+    if not {"red", "green", "blue"} <= roles.keys():
+        return None
+    rgb = [roles["red"], roles["green"], roles["blue"]]
+    lab = [skimage.color.rgb2lab(np.moveaxis(np.clip(np.nan_to_num(image[rgb]), 0.0, 1.0), 0, -1))
+           for image in (before, after)]
+    distance = np.hypot(*(lab[1][..., 1:] - lab[0][..., 1:]).transpose(2, 0, 1))
+    missing = ~(np.isfinite(before[rgb]).all(axis=0) & np.isfinite(after[rgb]).all(axis=0))
+    return np.where(missing, np.nan, distance).astype(np.float32)

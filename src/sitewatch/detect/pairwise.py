@@ -30,11 +30,10 @@ import numpy as np
 import scipy.cluster.vq
 import scipy.ndimage
 import scipy.stats
-import skimage.filters
 
 from sitewatch.detect import thresholds
 from sitewatch.detect.base import ChangeResult, binary_map, register
-from sitewatch.detect.indices import index_changes, index_formulas
+from sitewatch.detect.indices import band_roles, chroma_change, index_changes, index_formulas
 from sitewatch.errors import SitewatchError
 from sitewatch.stack.mad import irmad as fit_irmad
 
@@ -204,66 +203,113 @@ def wilson_hilferty(chi2: np.ndarray, df: int) -> np.ndarray:
     return ((chi2 / df) ** (1.0 / 3.0) - (1.0 - v)) / np.sqrt(v)
 
 
+#: Gaussian sigma of a sensor's point spread function, in pixels: a system sampled near Nyquist,
+#: as Sentinel-2 and Landsat are, has an MTF of ~0.2-0.3 at the Nyquist frequency, which a
+#: Gaussian PSF of sigma ~0.5 px gives.
+PSF_SIGMA_PX = 0.5
+#: Gaussian sigma matching the smallest change object of interest, a ~10 m wide building, metres:
+#: sigma = half the width (full width at half maximum 1.2 x the width).
+OBJECT_SIGMA_M = 5.0
+
+
+def gaussian_noise_gain(sigma_px: float) -> float:
+    """Standard deviation of unit-variance white noise after ``scipy.ndimage.gaussian_filter``
+    with ``sigma_px`` (pixels, the default 4-sigma kernel): the 2-D kernel's root sum of squares,
+    which for a separable kernel is the 1-D kernel's sum of squares."""
+    radius = int(4.0 * sigma_px + 0.5)
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_px) ** 2)
+    weights /= weights.sum()
+    return float(np.sum(weights**2))
+
+
+def _smooth(values: np.ndarray, usable: np.ndarray, fill: float, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing (``sigma_px`` pixels) with ``fill`` standing in outside ``usable``."""
+    return scipy.ndimage.gaussian_filter(np.where(usable, values, fill).astype(np.float64),
+                                         sigma_px)
+
+
 @register("default")
 def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names: Sequence[str],
-            pixel_size_m: float, *, smoothing_px: float = 1.0, low: float = 5.0,
-            high: float = 10.0, min_area_m2: float = 300.0, max_samples: int = 100_000,
-            kind_cut: float = 2.0, seed: int = 0) -> ChangeResult:
-    """The project's default: combined IR-MAD and brightness evidence, smoothed, cut by
-    hysteresis on robust z-scores, small objects removed.
+            pixel_size_m: float, *, psf_sigma_px: float = PSF_SIGMA_PX,
+            object_sigma_m: float = OBJECT_SIGMA_M, alpha: float = 0.01,
+            min_area_m2: float = 300.0, max_samples: int = 100_000, kind_cut: float = 2.0,
+            seed: int = 0) -> ChangeResult:
+    """The project's default: IR-MAD evidence (plus colour for RGB-only imagery), smoothed at the
+    scale of the smallest object the pixels resolve, cut by the threshold rule the histogram's
+    shape calls for, kept where IR-MAD says the change is significant, small objects removed.
 
     1. Evidence, each a robust z-score (median / 1.4826 MAD over usable pixels, Rousseeuw &
        Croux 1993) so that they share one unit whatever the sensor:
        (a) the IR-MAD chi-square of all bands (Nielsen 2007), mapped to a normal deviate by
        Wilson-Hilferty: every band counts, including the Sentinel-2 red-edge and SWIR bands
-       where built-up surfaces differ most from soil and vegetation;
+       where built-up surfaces differ most from soil and vegetation; IR-MAD is blind to linear
+       radiometric differences between the dates (sun, haze, calibration) that a raw
+       difference, of brightness for instance, mistakes for change;
        (b) for Sentinel-2, the IR-MAD chi-square of the 10 m bands alone: the 20/60 m bands
        smear building-sized changes over their coarse pixels, the 10 m bands keep them sharp;
-       (c) the absolute brightness change (:mod:`sitewatch.detect.indices`): new roofs, concrete
-       and cleared ground brighten, burning and debris darken, and a linear canonical fit can
-       absorb part of such an albedo shift into the no-change model.
+       (c) for imagery with red, green and blue but no near-infrared band, the CIELAB chroma
+       change (:func:`sitewatch.detect.indices.chroma_change`): three visible bands are so
+       correlated that their IR-MAD is mostly brightness, and hue and saturation are what tell
+       a grey roof from the lawn or soil it replaced.
        Score = their mean (the evidence combination of Bruzzone & Prieto 2000, averaged rather
        than picking the strongest so that one noisy statistic cannot fire alone), Gaussian
-       smoothed with ``smoothing_px`` pixels (spatial context: change objects are spatially
-       coherent, speckle-like noise is not), then robust-z standardised once more.
-    2. Threshold by hysteresis (Canny 1986; skimage.filters.apply_hysteresis_threshold): pixels
-       above ``high`` robust standard deviations seed objects that grow through pixels above
-       ``low``. A cut relative to the no-change majority's spread does not drift with the change
-       fraction as Otsu does (which splits the no-change mode when change covers a few per cent,
-       OSCD's case), and the two levels give the precision of a high cut with the object extent
-       of a low one. ``threshold`` in the result is ``low`` (in the standardised score units).
-    3. Objects smaller than ``min_area_m2`` (8-connected, computed with ``pixel_size_m``) are
+       smoothed, then robust-z standardised once more.
+    2. Smoothing sigma = ``max(psf_sigma_px pixels, object_sigma_m metres)``: the matched filter
+       of the smallest change that can be seen, which is the sensor's point spread function
+       (~0.5 px) for decametric pixels and a small building (~10 m wide, sigma 5 m) once pixels
+       are finer than that. Change objects are spatially coherent, pixel noise and
+       co-registration residue are not.
+    3. Threshold by the histogram's shape (:func:`sitewatch.detect.thresholds.peak_or_tail`):
+       a highly skewed histogram (skewness > 1) is a no-change mode with a tail of rare change,
+       cut by Rosin's unimodal rule (2001) where the tail leaves the mode; otherwise both
+       classes are well populated and Otsu (1979) splits them. ``threshold`` in the result is
+       this cut, in standardised score units.
+    4. Significance: a pixel is change only if the IR-MAD statistic of all bands, smoothed
+       alike, exceeds its no-change distribution at level ``alpha``. Calibrated IR-MAD makes
+       unchanged pixels' Wilson-Hilferty deviates standard normal (Nielsen 2007), so after the
+       smoothing they are normal with the standard deviation :func:`gaussian_noise_gain`. This
+       is an absolute test where the histogram rules are relative: a pair with no change at all
+       has a histogram that Otsu would still split in two.
+    5. Objects smaller than ``min_area_m2`` (8-connected, computed with ``pixel_size_m``) are
        dropped: a minimum mapping unit of three 10 m Sentinel-2 pixels by default.
-    4. ``kinds`` from the robust-z index changes (:func:`change_kinds`) inside the change map.
+    6. ``kinds`` from the robust-z index changes (:func:`change_kinds`) inside the change map.
 
-    The rule's constants (smoothing 1 px, hysteresis 5/10 robust sigma) are global, the same for
-    every image: they were set once, with the OSCD benchmark in view, not per city.
+    Every constant is physical or from the cited method (PSF ~0.5 px, a 10 m building, skewness
+    1, ``alpha`` 0.01 as for ``irmad``, 300 m^2) and the same for every image.
     """
     usable = _usable(before, after, valid)
     names = list(band_names)
     chi2, fits = _irmad_chi2(before, after, usable, max_samples, seed)
     fits = {"irmad_all_bands": fits}
-    evidence = {"irmad_all_bands": wilson_hilferty(chi2, len(names))}
+    irmad_deviate = wilson_hilferty(chi2, len(names))
+    evidence = {"irmad_all_bands": irmad_deviate}
     fine = [names.index(b) for b in SENTINEL2_10M if b in names]
     if len(fine) == len(SENTINEL2_10M) and len(fine) < len(names):
         chi2, fits["irmad_10m_bands"] = _irmad_chi2(before[fine], after[fine], usable,
                                                     max_samples, seed)
         evidence["irmad_10m_bands"] = wilson_hilferty(chi2, len(fine))
-    z_index = _standardised_index_changes(before, after, usable, band_names)
-    evidence["abs_brightness_change"] = np.abs(z_index["brightness"])
+    if "nir" not in band_roles(names):
+        chroma = chroma_change(before, after, names)
+        if chroma is not None:
+            evidence["chroma_change"] = chroma
     combined = np.mean([thresholds.robust_z(e, e[usable]) for e in evidence.values()], axis=0)
-    filled = np.where(usable, combined, np.median(combined[usable]))
-    smoothed = scipy.ndimage.gaussian_filter(filled, smoothing_px) if smoothing_px > 0 else filled
+    sigma_px = max(psf_sigma_px, object_sigma_m / pixel_size_m)
+    smoothed = _smooth(combined, usable, float(np.median(combined[usable])), sigma_px)
     score = _masked(thresholds.robust_z(smoothed, smoothed[usable]), usable)
-    detected = skimage.filters.apply_hysteresis_threshold(np.where(usable, score, -np.inf),
-                                                          low, high)
-    detected = thresholds.minimum_mapping_unit(detected & usable, min_area_m2, pixel_size_m)
+    threshold, rule, skewness = thresholds.peak_or_tail(score[usable])
+    significant = (_smooth(irmad_deviate, usable, 0.0, sigma_px)
+                   > scipy.stats.norm.isf(alpha) * gaussian_noise_gain(sigma_px))
+    detected = (score > threshold) & significant & usable
+    detected = thresholds.minimum_mapping_unit(detected, min_area_m2, pixel_size_m)
     change = binary_map(np.where(detected, 1.0, 0.0), usable, 0.5)
+    z_index = _standardised_index_changes(before, after, usable, band_names)
     return ChangeResult(
-        score=score, change=change, threshold=low, method="default",
-        parameters={"bands": names, "evidence": list(evidence), "smoothing_px": smoothing_px,
-                    "hysteresis_low": low, "hysteresis_high": high,
-                    "min_area_m2": min_area_m2, "max_samples": max_samples,
-                    "kind_cut": kind_cut, "seed": seed, "indices": index_formulas(band_names),
+        score=score, change=change, threshold=threshold, method="default",
+        parameters={"bands": names, "evidence": list(evidence),
+                    "smoothing_sigma_px": sigma_px, "psf_sigma_px": psf_sigma_px,
+                    "object_sigma_m": object_sigma_m, "threshold_rule": rule,
+                    "score_skewness": skewness, "alpha": alpha, "min_area_m2": min_area_m2,
+                    "max_samples": max_samples, "kind_cut": kind_cut, "seed": seed,
+                    "indices": index_formulas(band_names),
                     "standardisation": "robust z (median, 1.4826 MAD)", "fits": fits},
         kinds=change_kinds(z_index, change == 1, kind_cut))
