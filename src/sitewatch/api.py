@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
     from sitewatch.detect import DetectResult
     from sitewatch.report.build import ReportResult
+    from sitewatch.scale import WatchListRun
     from sitewatch.simulate import SimulationResult
     from sitewatch.sites import SitesResult
     from sitewatch.stack import StackResult
@@ -220,6 +221,20 @@ def watch_run(watch_file: PathLike, *,
     from sitewatch.watch import run_watch
 
     return run_watch(watch_file, on_progress=on_progress)
+
+
+def watch_run_scaled(watch_files: PathLike | Sequence[PathLike], *,
+                     scheduler: str | None = None, workers: int | None = None,
+                     tile_px: int = 1024, overlap_px: int = 64,
+                     on_progress: Callable[[str], None] | None = None) -> WatchListRun:
+    """Run one or more watch files with each AOI cut into overlapping tiles run as tasks on
+    Dask distributed (``sitewatch watch run --workers/--scheduler``): a LocalCluster of
+    ``workers`` processes, or the cluster at ``scheduler`` (default ``$SITEWATCH_SCHEDULER``);
+    finished tiles are kept, so a crashed run resumes. See :mod:`sitewatch.scale`."""
+    from sitewatch.scale import run_watch_list
+
+    return run_watch_list(watch_files, scheduler=scheduler, workers=workers, tile_px=tile_px,
+                          overlap_px=overlap_px, on_progress=on_progress)
 
 
 def report(workspace: PathLike, out_dir: PathLike, *, aoi: str | None = None,

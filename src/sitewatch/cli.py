@@ -349,23 +349,48 @@ app.add_typer(watch_app, name="watch")
 
 @watch_app.command("run")
 def watch_run(
-    watch_file: Annotated[Path, typer.Argument(help="The watch file (TOML).")],
+    watch_files: Annotated[list[Path], typer.Argument(help="The watch file(s) (TOML).")],
+    scheduler: Annotated[str | None, typer.Option(
+        envvar="SITEWATCH_SCHEDULER", help="Dask scheduler address (tcp://host:port) to run "
+        "the tiles on; 'inline' runs them in this process.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Run the tiles on a local Dask cluster of this many worker processes.")] = None,
+    tile_px: Annotated[int, typer.Option(help="Tile size, pixels (tiled runs).")] = 1024,
+    overlap_px: Annotated[int, typer.Option(help="Tile overlap, pixels (tiled runs).")] = 64,
 ) -> None:
-    """Run the whole pipeline for a watch file: ingest what is new, then stack, detect and
-    find sites in each AOI, and write the exports and report it asks for."""
+    """Run the whole pipeline for watch files: ingest what is new, then stack, detect and
+    find sites in each AOI, and write the exports and report they ask for. With --workers or
+    --scheduler (or several files) the AOIs are cut into tiles run as Dask tasks."""
     with _progress("Running the watch file") as progress:
         task = progress.task_ids[0]
-        result = api.watch_run(watch_file, on_progress=lambda message: progress.update(
-            task, description=message))
-    out.print(f"{result.new_scenes} new and {result.updated_scenes} updated scene(s) -> "
-              f"{result.watch.workspace}")
-    for run in result.aois:
-        out.print(f"  {run.name}: {len(run.stack.included)} acquisitions, "
-                  f"{len(run.sites.sites)} site(s)")
-    for name, path in result.exports.items():
-        out.print(f"  {name} -> {path}")
-    if result.report is not None:
-        out.print(f"  report -> {result.report.html}\n  report -> {result.report.pdf}")
+
+        def step(message: str) -> None:
+            progress.update(task, description=message)
+            if message.startswith("Dask dashboard"):
+                console.print(message)
+
+        if scheduler is None and workers is None and len(watch_files) == 1:
+            result = api.watch_run(watch_files[0], on_progress=step)
+            runs = [(run.name, f"{len(run.sites.sites)} site(s) from "
+                     f"{len(run.stack.included)} acquisitions") for run in result.aois]
+            exports, reports = [result.exports], [result.report]
+        else:
+            result = api.watch_run_scaled(watch_files, scheduler=scheduler, workers=workers,
+                                          tile_px=tile_px, overlap_px=overlap_px,
+                                          on_progress=step)
+            runs = [(job.aoi.name, "up to date, nothing run" if job.up_to_date else
+                     f"{len(job.sites.sites)} site(s) from {len(job.tiles)} tile(s)")
+                    for job in result.run.jobs]
+            exports, reports = list(result.exports.values()), list(result.reports.values())
+    out.print(f"{result.new_scenes} new and {result.updated_scenes} updated scene(s)")
+    for name, what in runs:
+        out.print(f"  {name}: {what}")
+    for files in exports:
+        for name, path in files.items():
+            out.print(f"  {name} -> {path}")
+    for report in reports:
+        if report is not None:
+            out.print(f"  report -> {report.html}\n  report -> {report.pdf}")
 
 
 @app.command()

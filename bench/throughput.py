@@ -1,0 +1,163 @@
+"""Throughput of the tiled pipeline (stack, detect, sites) against the I/O floor.
+
+Generates a Sentinel-2-size scene series (default 10980 x 10980 px at 10 m, bands B02, B03,
+B04, B08 as float32 reflectance, 6 dates, a few construction sites appearing on the fourth
+date), block by block and deterministically; ingests it; then times, each in a fresh process:
+
+- the I/O floor: a plain read of every input pixel, block by block;
+- the pipeline in one process (``scheduler="inline"``), on a LocalCluster of 1 worker and of 2
+  workers (``--workers``).
+
+For each it prints the wall time, megapixels per second (grid pixels x dates / wall), the peak
+resident set of every process (client and workers) and the ratio to the I/O floor.
+
+    python bench/throughput.py --size 2048 --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+BANDS = ("B02", "B03", "B04", "B08")
+#: Reflectance of bare ground and of a new roof, per band (unitless 0..1).
+BARE = np.array([0.12, 0.16, 0.20, 0.28], np.float32)
+ROOF = np.array([0.17, 0.19, 0.21, 0.20], np.float32)
+DATES = ("20190105", "20190304", "20190503", "20190702", "20190831", "20191030")
+CHANGE_DATE = 3
+BLOCK = 512
+WEST, NORTH = 600_000.0, 3_900_000.0
+
+
+def generate(folder: Path, size: int) -> list[Path]:
+    """Write the scenes (one 4-band GeoTIFF per date) block by block; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    sites = [(int(r), int(c), int(h), int(w)) for r, c, h, w in zip(
+        rng.integers(0, size - 40, 8), rng.integers(0, size - 40, 8),
+        rng.integers(8, 30, 8), rng.integers(8, 30, 8), strict=True)]
+    paths = []
+    for t, day in enumerate(DATES):
+        path = folder / f"bench_{day}.tif"
+        paths.append(path)
+        if path.exists():
+            continue
+        profile = dict(driver="GTiff", width=size, height=size, count=len(BANDS),
+                       dtype="float32", crs="EPSG:32637",
+                       transform=from_origin(WEST, NORTH, 10, 10),
+                       tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="DEFLATE",
+                       predictor=3, nodata=np.nan, BIGTIFF="IF_SAFER")
+        tmp = path.with_name(f".{path.name}.tmp")
+        with rasterio.open(tmp, "w", **profile) as dst:
+            for i, band in enumerate(BANDS):
+                dst.set_band_description(i + 1, band)
+            for row in range(0, size, BLOCK):
+                for col in range(0, size, BLOCK):
+                    window = Window(col, row, min(BLOCK, size - col), min(BLOCK, size - row))
+                    dst.write(_block(window, t, sites), window=window)
+        tmp.replace(path)
+    return paths
+
+
+def _block(window: Window, t: int, sites) -> np.ndarray:
+    rng = np.random.default_rng([t, window.row_off, window.col_off])
+    rows = np.arange(window.row_off, window.row_off + window.height)[:, None]
+    cols = np.arange(window.col_off, window.col_off + window.width)[None, :]
+    texture = 0.03 * np.sin(rows / 37.0) * np.cos(cols / 53.0)
+    data = BARE[:, None, None] + texture + rng.normal(0, 0.005, (len(BANDS), *texture.shape))
+    if t >= CHANGE_DATE:
+        for r, c, h, w in sites:
+            inside = ((rows >= r) & (rows < r + h)) & ((cols >= c) & (cols < c + w))
+            data[:, inside] = ROOF[:, None]
+    return data.astype(np.float32)
+
+
+def io_floor(paths: list[Path]) -> float:
+    """Seconds to read every pixel of ``paths`` block by block."""
+    started = time.perf_counter()
+    for path in paths:
+        with rasterio.open(path) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    return time.perf_counter() - started
+
+
+def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
+    """One pipeline run in this process; ``mode`` is ``inline`` or a worker count."""
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    from sitewatch.scale import INLINE, run_tiled
+    from sitewatch.stack import AOI
+
+    to_lonlat = Transformer.from_crs(32637, 4326, always_xy=True).transform
+    inset = 10 * 10  # metres: keep the AOI's grid inside the scene
+    west, east = WEST + inset, WEST + size * 10 - inset
+    south, north = NORTH - size * 10 + inset, NORTH - inset
+    corners = [to_lonlat(x, y) for x, y in ((west, south), (east, north))]
+    polygon = box(corners[0][0], corners[0][1], corners[1][0], corners[1][1])
+    started = time.perf_counter()
+    aoi = AOI(f"bench-{mode}-{time.time_ns()}", polygon)  # a new AOI: never up to date
+    run = run_tiled(workspace, aoi, tile_px=tile_px, overlap_px=64,
+                    scheduler=INLINE if mode == "inline" else None,
+                    workers=None if mode == "inline" else int(mode))
+    wall = time.perf_counter() - started
+    job = run.jobs[0]
+    grid = job.plan.selection.grid
+    workers = {}
+    for report in run.reports:
+        workers[report.pid] = max(workers.get(report.pid, 0), report.peak_rss_bytes)
+    return {"mode": mode, "wall_s": wall, "pixels": grid.width * grid.height,
+            "dates": len(job.plan.kept), "sites": len(job.sites.sites),
+            "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "worker_peak_rss_mb": sorted(v / 2**20 for v in workers.values())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10980, help="scene side, pixels")
+    parser.add_argument("--out", type=Path, default=Path("bench-throughput"))
+    parser.add_argument("--tile-px", type=int, default=1024)
+    parser.add_argument("--workers", default="inline,1,2",
+                        help="comma-separated runs: inline and/or worker counts")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    workspace = args.out / "ws"
+    if args.measure:
+        print(json.dumps(measure(workspace, args.size, args.measure, args.tile_px)))
+        return
+    import sitewatch
+
+    started = time.perf_counter()
+    paths = generate(args.out / "imagery", args.size)
+    print(f"generated {len(paths)} dates of {args.size} x {args.size} px x {len(BANDS)} bands "
+          f"in {time.perf_counter() - started:.1f} s")
+    sitewatch.ingest(paths, workspace)
+    floor = io_floor(paths)
+    mpx = args.size * args.size * len(paths) / 1e6
+    print(f"I/O floor: {floor:.1f} s to read {mpx:.0f} Mpx x {len(BANDS)} bands "
+          f"({mpx / floor:.1f} Mpx/s)")
+    for mode in args.workers.split(","):
+        out = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--out",
+                              str(args.out), "--tile-px", str(args.tile_px), "--measure", mode],
+                             check=True, capture_output=True, text=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        rate = result["pixels"] * result["dates"] / 1e6 / result["wall_s"]
+        print(f"{mode:>6}: wall {result['wall_s']:.1f} s, {rate:.2f} Mpx/s, "
+              f"{result['wall_s'] / floor:.1f}x the I/O floor, {result['sites']} sites, "
+              f"peak RSS client {result['client_peak_rss_mb']:.0f} MB, workers "
+              f"{', '.join(f'{v:.0f}' for v in result['worker_peak_rss_mb'])} MB")
+
+
+if __name__ == "__main__":
+    main()

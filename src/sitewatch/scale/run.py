@@ -1,0 +1,206 @@
+"""Running AOIs tile by tile on a task pool: one AOI (:func:`run_tiled`) or every AOI of one or
+more watch files (:func:`run_watch_list`).
+
+Per AOI, with ``R`` its run key (:mod:`sitewatch.scale.plan`) and the workspace ``W``::
+
+    client:  select scenes, bands, grid; R          (reads the GeoPackage)
+             sites of R already stored? -> skip     (incremental: nothing new)
+    worker:  plan the stack                         -> W/scale/<aoi>-<R>/plan.pkl (client)
+    client:  create the empty stack store           -> W/scale/<aoi>-<R>/stack.zarr
+    workers: one task per tile not yet finished     -> stack.zarr chunks of its core,
+                                                       W/scale/<aoi>-<R>/tiles/tile-r-c.npz
+    client:  assemble, record, extract sites        (:mod:`sitewatch.scale.finalise`)
+
+Workers read the imagery and write only files no other task writes (their chunks, their
+result file, each atomic); the client is the only writer of the GeoPackage. The tasks of all
+AOIs are in flight together, so a watch list of many small AOIs keeps every worker busy as well
+as one large AOI does. A crashed run, rerun, finds the plan and the finished tiles of the same
+run key and does only the rest; a run with a new scene has a new key and recomputes the AOI
+(the time-series test and the normalisation depend on every date).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sitewatch.scale.cluster import connect
+from sitewatch.scale.finalise import finalise, is_current
+from sitewatch.scale.plan import Selection, StackOptions, StackPlan, create_store, plan_stack
+from sitewatch.scale.plan import select as select_aoi
+from sitewatch.scale.tiles import Tile, chunk_side, tile_layout
+from sitewatch.scale.work import TileReport, process_tile
+from sitewatch.sites import SitesResult
+from sitewatch.stack.aoi import AOI
+from sitewatch.stack.build import _slug
+from sitewatch.store import Workspace
+from sitewatch.store.geopackage import now_iso
+
+#: Default tile core side, pixels (10.24 km of Sentinel-2 at 10 m).
+TILE_PX = 1024
+#: Default overlap read around each core, pixels (the stack's cloud-mask halo).
+OVERLAP_PX = 64
+#: Folder of the workspace holding unfinished runs.
+SCALE_DIR = "scale"
+
+
+@dataclass
+class AOIJob:
+    """One AOI of a run: its inputs, and what became of it."""
+
+    workspace: Path
+    aoi: AOI
+    options: StackOptions
+    min_area_m2: float
+    selection: Selection | None = None
+    plan: StackPlan | None = None
+    tiles: list[Tile] = field(default_factory=list)
+    pending: set[str] = field(default_factory=set)
+    reports: list[TileReport] = field(default_factory=list)
+    sites: SitesResult | None = None
+    up_to_date: bool = False  # its sites were current: nothing was run
+    started: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workspace / SCALE_DIR / f"{_slug(self.aoi.name)}-{self.selection.key[:16]}"
+
+
+@dataclass
+class ScaleRun:
+    """What a tiled run did: per AOI its sites (None when up to date) and tile reports."""
+
+    jobs: list[AOIJob]
+    dashboard_link: str | None
+
+    @property
+    def reports(self) -> list[TileReport]:
+        return [r for job in self.jobs for r in job.reports]
+
+
+def run_tiled(
+    workspace: str | os.PathLike,
+    aoi: AOI,
+    *,
+    tile_px: int = TILE_PX,
+    overlap_px: int = OVERLAP_PX,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    options: StackOptions | None = None,
+    min_area_m2: float = 2000.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> ScaleRun:
+    """Stack, detect and extract the sites of ``aoi`` tile by tile on a task pool.
+
+    Parameters
+    ----------
+    workspace
+        The workspace directory (its imagery ingested).
+    aoi
+        The area of interest (lon/lat polygon).
+    tile_px, overlap_px
+        Tile core side and the context read around it, grid pixels
+        (:func:`sitewatch.scale.tiles.tile_layout`).
+    scheduler, workers
+        Where tasks run (:func:`sitewatch.scale.cluster.connect`).
+    options
+        The stack parameters (defaults of :func:`sitewatch.stack.build_stack`).
+    min_area_m2
+        Minimum mapping unit of a site, square metres.
+    on_progress
+        Called with one line per step (the dashboard address, tiles done, ...).
+    """
+    job = AOIJob(Path(workspace).expanduser().resolve(), aoi, options or StackOptions(),
+                 min_area_m2)
+    return run_jobs([job], tile_px=tile_px, overlap_px=overlap_px, scheduler=scheduler,
+                    workers=workers, on_progress=on_progress)
+
+
+def run_jobs(jobs: Sequence[AOIJob], *, tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX,
+             scheduler: str | None = None, workers: int | None = None,
+             on_progress: Callable[[str], None] | None = None) -> ScaleRun:
+    """Run ``jobs`` (AOIs, possibly of several workspaces) together on one task pool."""
+    say = on_progress or (lambda message: None)
+    chunk = chunk_side(tile_px)
+    tiling = {"tile_px": tile_px, "overlap_px": overlap_px}
+    for job in jobs:
+        with Workspace.open(job.workspace) as ws:
+            job.selection = select_aoi(ws, job.aoi, job.options, {**tiling,
+                                       "min_area_m2": job.min_area_m2})
+            job.up_to_date = is_current(ws, job.selection.key)
+        if job.up_to_date:
+            say(f"{job.aoi.name}: no new scenes since the last run; sites unchanged")
+    todo = [job for job in jobs if not job.up_to_date]
+    if not todo:
+        return ScaleRun(list(jobs), None)
+    with connect(scheduler, workers) as pool:
+        if pool.dashboard_link:
+            say(f"Dask dashboard: {pool.dashboard_link}")
+        by_key = {}
+        for n, job in enumerate(todo):
+            job.started = now_iso()
+            (job.run_dir / "tiles").mkdir(parents=True, exist_ok=True)
+            plan_file = job.run_dir / "plan.pkl"
+            if plan_file.exists():
+                _start_tiles(pool, job, pickle.loads(plan_file.read_bytes()), tile_px,
+                             overlap_px, by_key)
+            else:
+                key = f"plan-{n}-{job.selection.key[:16]}"
+                by_key[key] = job
+                pool.submit(key, plan_stack, job.selection)
+        total = sum(len(job.tiles) for job in todo)
+        done = 0
+        for job in todo:
+            if job.plan is not None and not job.pending:
+                _finish(job, tile_px, overlap_px, say)
+        for key, result in pool.completed():
+            job = by_key.pop(key)
+            if isinstance(result, StackPlan):
+                create_store(result, job.run_dir / "stack.zarr", chunk)
+                _write_atomic(job.run_dir / "plan.pkl", pickle.dumps(result))
+                _start_tiles(pool, job, result, tile_px, overlap_px, by_key)
+                total += len(job.tiles)
+                say(f"{job.aoi.name}: planned, {len(job.tiles)} tiles "
+                    f"({len(job.pending)} to run)")
+            else:
+                job.reports.append(result)
+                job.pending.discard(key)
+                done += 1
+                say(f"Tiles done: {done}/{total}")
+            if not job.pending:
+                _finish(job, tile_px, overlap_px, say)
+    return ScaleRun(list(jobs), pool.dashboard_link)
+
+
+def _start_tiles(pool, job: AOIJob, plan: StackPlan, tile_px: int, overlap_px: int,
+                 by_key: dict) -> None:
+    """Submit the tiles of ``job`` whose result file is missing."""
+    job.plan = plan
+    job.tiles = tile_layout(plan.selection.grid, tile_px, overlap_px)
+    store = job.run_dir / "stack.zarr"
+    for tile in job.tiles:
+        result = job.run_dir / "tiles" / f"{tile.name}.npz"
+        if result.exists():
+            continue
+        key = f"{tile.name}-{plan.selection.key[:16]}"
+        by_key[key] = job
+        job.pending.add(key)
+        pool.submit(key, process_tile, plan, tile, store, result)
+
+
+def _finish(job: AOIJob, tile_px: int, overlap_px: int, say) -> None:
+    say(f"{job.aoi.name}: assembling the layers and extracting sites")
+    with Workspace.open(job.workspace) as ws:
+        job.sites = finalise(ws, job.plan, job.tiles, job.run_dir, job.started,
+                             tile_px=tile_px, overlap_px=overlap_px,
+                             min_area_m2=job.min_area_m2)
+    say(f"{job.aoi.name}: {len(job.sites.sites)} sites")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,89 @@
+"""``sitewatch watch run`` on a task pool: every AOI of one or more watch files at once.
+
+The client ingests each watch file's imagery and imports its reference places (GeoPackage
+writes, one writer), then the AOIs of all the files run together as tiled jobs
+(:func:`sitewatch.scale.run.run_jobs`), then each file's exports and report are written. An AOI
+whose scenes did not change since its sites were stored is skipped, so a rerun after new
+imagery arrives processes only the AOIs the new scenes cover.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sitewatch.scale.plan import StackOptions
+from sitewatch.scale.run import OVERLAP_PX, TILE_PX, AOIJob, ScaleRun, run_jobs
+from sitewatch.store import Workspace
+from sitewatch.watch import WatchFile, _aoi_geometry, read_watch_file
+
+
+@dataclass
+class WatchListRun:
+    """What one run of the watch files did."""
+
+    watches: list[WatchFile]
+    new_scenes: int
+    updated_scenes: int
+    run: ScaleRun
+    exports: dict[Path, dict[str, Path]] = field(default_factory=dict)  # per watch file
+    reports: dict[Path, object] = field(default_factory=dict)
+
+
+def run_watch_list(
+    watch_files: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    tile_px: int = TILE_PX,
+    overlap_px: int = OVERLAP_PX,
+    on_progress: Callable[[str], None] | None = None,
+) -> WatchListRun:
+    """Run the watch file(s) ``watch_files`` with the AOIs' tiles on a task pool.
+
+    ``scheduler``, ``workers``: :func:`sitewatch.scale.cluster.connect`; ``tile_px``,
+    ``overlap_px``: :func:`sitewatch.scale.tiles.tile_layout` (pixels).
+    """
+    from sitewatch.ingest import ingest
+    from sitewatch.places import import_place_features, import_places
+
+    say = on_progress or (lambda message: None)
+    paths = [watch_files] if isinstance(watch_files, str | os.PathLike) else list(watch_files)
+    watches = [read_watch_file(path) for path in paths]
+    new = updated = 0
+    jobs = []
+    for watch in watches:
+        say(f"Ingesting {len(watch.sources)} imagery source(s) of {watch.path.name}")
+        ingested = ingest(watch.sources, watch.workspace)
+        new, updated = new + len(ingested.added), updated + len(ingested.updated)
+        for reference in watch.reference_files:
+            import_places(reference, watch.workspace)
+        if watch.reference_features:
+            import_place_features(list(watch.reference_features), watch.workspace, watch.path)
+        with Workspace.open(watch.workspace) as ws:
+            for spec in watch.aois:
+                options = StackOptions(
+                    resolution=spec.resolution, epsg=spec.epsg, sensor=spec.sensor,
+                    start=None if watch.start is None else watch.start.isoformat(),
+                    end=None if watch.end is None else watch.end.isoformat(),
+                    coregistration=spec.coregistration, normalisation=spec.normalisation)
+                jobs.append(AOIJob(watch.workspace, _aoi_geometry(spec, ws), options,
+                                   spec.min_site_area_m2))
+    run = run_jobs(jobs, tile_px=tile_px, overlap_px=overlap_px, scheduler=scheduler,
+                   workers=workers, on_progress=say)
+    result = WatchListRun(watches, new, updated, run)
+    for watch in watches:
+        if watch.exports is not None:
+            from sitewatch.report.exports import export_all
+
+            say(f"Writing the exports of {watch.path.name}")
+            result.exports[watch.path] = export_all(watch.workspace, watch.exports)
+        if watch.report is not None:
+            from sitewatch.report.build import build_report
+
+            say(f"Writing the report of {watch.path.name}")
+            result.reports[watch.path] = build_report(
+                watch.workspace, watch.report, on_progress=lambda message, fraction: say(message))
+    return result

@@ -1,0 +1,123 @@
+"""Tiled runs on a task pool give the sites of a one-process run, survive a killed worker and
+resume a crashed run without redoing finished tiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import shapely
+
+import sitewatch
+from sitewatch.scale import INLINE, run_tiled, tile_layout
+from sitewatch.scale import run as scale_run
+from sitewatch.stack import Grid, from_bbox
+from sitewatch.store import Workspace
+
+TILING = {"tile_px": 64, "overlap_px": 16}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> tuple[Path, str]:
+    """A simulated 6-date Sentinel-2 scene with change sites, ingested; (workspace, bbox)."""
+    from sitewatch.simulate import simulate
+
+    root = tmp_path_factory.mktemp("scale")
+    result = simulate(root / "imagery", sensor="s2", seed=5, n_dates=6, size_m=(2400, 1800))
+    sitewatch.ingest([result.catalog_path], root / "ws")
+    truth = json.loads(result.truth_path.read_text())
+    aoi = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
+                                      if f["properties"]["role"] == "aoi"))
+    return root / "ws", ",".join(map(str, aoi.bounds))
+
+
+@pytest.fixture(scope="module")
+def inline_sites(scene) -> list[tuple]:
+    workspace, bbox = scene
+    run_tiled(workspace, from_bbox(bbox, "one"), scheduler=INLINE, **TILING)
+    return _sites(workspace, "one")
+
+
+def _sites(workspace: Path, aoi: str) -> list[tuple]:
+    """The stored sites of ``aoi``, without the AOI prefix of their ids, comparable."""
+    with Workspace.open(workspace) as ws:
+        rows = ws.rows("sites", "aoi = ?", (aoi,), order_by="site_id")
+        return [(r["site_id"].removeprefix(aoi), shapely.wkt.dumps(r["geom"], rounding_precision=7),
+                 r["change_type"], r["first_seen"], round(r["area_m2"], 3),
+                 round(r["length_m"], 3), r["mgrs"],
+                 len(ws.rows("observations", "site_id = ?", (r["site_id"],))))
+                for r in rows]
+
+
+def test_tiles_partition_the_grid():
+    grid = Grid(32637, 10.0, 150, 100, 500_000.0, 3_800_000.0)
+    tiles = tile_layout(grid, 64, 16)
+    assert len(tiles) == 3 * 2
+    assert sum(t.core.width * t.core.height for t in tiles) == 150 * 100
+    last = tiles[-1]
+    assert (last.core.col_off, last.core.width, last.outer.col_off, last.outer.width) == (
+        128, 22, 112, 38)
+
+
+def test_tiled_sites_match_a_one_process_stack(scene, inline_sites, tmp_path):
+    from sitewatch.sites import extract_sites
+    from sitewatch.stack import build_stack
+
+    workspace, bbox = scene
+    assert len(inline_sites) >= 2
+    build_stack(workspace, from_bbox(bbox, "whole"))
+    whole = {(s.lifecycle.change_type, round(s.measurements.area_m2, 3))
+             for s in extract_sites(workspace, "whole").sites}
+    assert whole == {(site[2], site[4]) for site in inline_sites}
+
+
+def test_two_workers_with_one_killed_give_the_same_sites(scene, inline_sites):
+    from dask.distributed import Client, LocalCluster
+
+    workspace, bbox = scene
+    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                       dashboard_address=":0") as cluster, Client(cluster) as client):
+        pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def kill_after_first_tile():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                if any((workspace / "scale").glob("two-*/tiles/*.npz")):
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_after_first_tile)
+        killer.start()
+        run = run_tiled(workspace, from_bbox(bbox, "two"), scheduler=cluster.scheduler_address,
+                        **TILING)
+        killer.join()
+    assert killed, "the worker was not killed mid-run"
+    assert len({r.pid for r in run.reports}) >= 2
+    assert _sites(workspace, "two") == inline_sites
+
+
+def test_a_crashed_run_resumes_without_redoing_tiles(scene, inline_sites, monkeypatch):
+    workspace, bbox = scene
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scale_run, "finalise", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiled(workspace, from_bbox(bbox, "three"), scheduler=INLINE, **TILING)
+    finished = sorted((workspace / "scale").glob("three-*/tiles/*.npz"))
+    assert len(finished) == 12
+    monkeypatch.undo()
+    resumed = run_tiled(workspace, from_bbox(bbox, "three"), scheduler=INLINE, **TILING)
+    assert resumed.reports == []  # no tile ran again
+    assert _sites(workspace, "three") == inline_sites
+    again = run_tiled(workspace, from_bbox(bbox, "three"), scheduler=INLINE, **TILING)
+    assert again.jobs[0].up_to_date and again.jobs[0].sites is None
+    assert _sites(workspace, "three") == inline_sites
