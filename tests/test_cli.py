@@ -20,7 +20,7 @@ def run(*args, check=True):
 
 @pytest.mark.parametrize("command", [[], ["ingest"], ["scenes"], ["simulate"], ["demo"],
                                      ["places"], ["places", "import"], ["places", "list"],
-                                     ["watch", "run"], ["export"], ["report"], ["serve"],
+                                     ["watch", "run"], ["export"], ["report"], ["serve"], ["train"],
                                      ["assess", "add"], ["event", "add"], ["note", "add"],
                                      ["analyst", "export"]])
 def test_help_everywhere(command):

@@ -46,6 +46,7 @@ from sitewatch.api import (  # noqa: E402
     sites,
     stack,
     track,
+    train,
     watch_run,
 )
 from sitewatch.errors import SitewatchError  # noqa: E402
@@ -55,4 +56,4 @@ __all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_
            "add_note", "assessments", "compare", "delete_assessment", "delete_event",
            "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events", "export",
            "export_analyst", "import_analyst", "import_places", "ingest", "notes", "places",
-           "report", "scenes", "serve", "simulate", "sites", "stack", "track", "watch_run"]
+           "report", "scenes", "serve", "simulate", "sites", "stack", "track", "train", "watch_run"]

@@ -20,6 +20,7 @@ from sitewatch.store import Workspace
 if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
     from sitewatch.detect import DetectResult
+    from sitewatch.learn.train import TrainResult
     from sitewatch.report.build import ReportResult
     from sitewatch.scale import WatchListRun
     from sitewatch.simulate import SimulationResult
@@ -235,6 +236,25 @@ def watch_run_scaled(watch_files: PathLike | Sequence[PathLike], *,
 
     return run_watch_list(watch_files, scheduler=scheduler, workers=workers, tile_px=tile_px,
                           overlap_px=overlap_px, on_progress=on_progress)
+
+
+def train(dataset_dir: PathLike, out_dir: PathLike, *, layout: str = "oscd",
+          bands: Sequence[str] | None = None, epochs: int = 30,
+          steps_per_epoch: int | None = None, patch: int = 64, batch: int = 16,
+          lr: float = 1e-3, seed: int = 0, val_cities: Sequence[str] = (),
+          device: str | None = None) -> TrainResult:
+    """Train the learned change model on an OSCD- or LEVIR-layout dataset (``sitewatch
+    train``); writes model.pt, model-card.md and train-log.csv into ``out_dir``. Use the
+    weights with ``SITEWATCH_MODEL=out_dir/model.pt`` and ``--method learned``."""
+    from sitewatch.learn import register_learned_method
+
+    if not register_learned_method():
+        raise SitewatchError("training needs PyTorch: pip install 'sitewatch[ml]' (torch 2.13.0)")
+    from sitewatch.learn.train import train as _train
+
+    return _train(dataset_dir, layout, out_dir, bands=bands, epochs=epochs, patch=patch,
+                  batch=batch, lr=lr, seed=seed, val_cities=val_cities, device=device,
+                  steps_per_epoch=steps_per_epoch)
 
 
 def report(workspace: PathLike, out_dir: PathLike, *, aoi: str | None = None,

@@ -394,6 +394,40 @@ def watch_run(
 
 
 @app.command()
+def train(
+    dataset_dir: Annotated[Path, typer.Argument(help="OSCD-layout (<city>/imgs_1, imgs_2, cm) "
+                                                "or LEVIR-layout (A, B, label) folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for model.pt, model-card.md "
+                                          "and train-log.csv.")],
+    layout: Annotated[str, typer.Option(help="oscd or levir.")] = "oscd",
+    bands: Annotated[str | None, typer.Option(help="Comma-separated band names (default: "
+                                              "all of the layout).")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Optimisation steps per epoch "
+                                                        "(default: one pass).")] = None,
+    patch: Annotated[int, typer.Option(help="Patch side, pixels (multiple of 4).")] = 64,
+    batch: Annotated[int, typer.Option(help="Patches per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    val_city: Annotated[list[str] | None, typer.Option(help="Held-out city (repeat for "
+                                                       "more).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when "
+                                               "present).")] = None,
+) -> None:
+    """Train the learned change model (needs the [ml] extra: PyTorch)."""
+    with _progress("Training the change model"):
+        result = api.train(dataset_dir, out_dir, layout=layout,
+                           bands=bands.split(",") if bands else None, epochs=epochs,
+                           steps_per_epoch=steps_per_epoch, patch=patch, batch=batch, lr=lr,
+                           seed=seed, val_cities=val_city or (), device=device)
+    out.print(f"weights -> {result.weights}\ncard -> {result.card}\nlog -> {result.log}")
+    if result.validation:
+        v = result.validation
+        out.print(f"validation: F1 {v['f1']:.3f}, IoU {v['iou']:.3f}, precision "
+                  f"{v['precision']:.3f}, recall {v['recall']:.3f}")
+
+
+@app.command()
 def report(
     workspace: WorkspaceOption,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.html, report.pdf "

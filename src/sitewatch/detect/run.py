@@ -34,6 +34,9 @@ TIMESERIES = "timeseries"
 #: Value of the onset layers (int32 days since 1970-01-01) where no break was found.
 NO_DAY = np.iinfo(np.int32).min
 #: Side (pixels) of the blocks the time-series method processes at a time.
+#: The learned pairwise method (:mod:`sitewatch.learn`), registered on first use: it needs
+#: PyTorch, whose import costs seconds.
+LEARNED = "learned"
 TIMESERIES_BLOCK = 256
 
 
@@ -125,9 +128,16 @@ def _pick_dates(dataset: xr.Dataset, dates: Sequence[str] | None) -> tuple[int, 
 
 def _run_pairwise(dataset, grid: Grid, out: Path, method: str, dates, progress) -> DetectResult:
     methods = pairwise_methods()
+    if method == LEARNED and method not in methods:
+        from sitewatch.learn import register_learned_method
+
+        if not register_learned_method():
+            raise SitewatchError("the learned method needs PyTorch: pip install "
+                                 "'sitewatch[ml]' (torch 2.13.0)")
+        methods = pairwise_methods()
     if method not in methods:
         raise SitewatchError(f"unknown method {method!r}; choose one of "
-                             f"{', '.join(sorted([*methods, TIMESERIES]))}")
+                             f"{', '.join(sorted({*methods, LEARNED, TIMESERIES}))}")
     first, last = _pick_dates(dataset, dates)
     progress("Reading the two dates", 0.1)
     before = dataset.reflectance.isel(time=first).values

@@ -1,0 +1,256 @@
+"""Labelled change pairs for training: readers of two public layouts, patch sampling, augmentation.
+
+Layouts
+-------
+- ``"oscd"``: the Onera Satellite Change Detection dataset (Caye Daudt et al. 2018, IGARSS):
+  ``<root>/<city>/imgs_1|imgs_2/*_<band>.tif``, one GeoTIFF per Sentinel-2 L1C band (digital
+  numbers, reflectance x 10000, at 10, 20 or 60 m), and ``<root>/<city>/cm/<city>-cm.tif``,
+  1 = no change, 2 = change, without georeference, on the grid of ``imgs_1/*B02.tif``. Every band of
+  both dates is brought onto that grid by its coordinates (bilinear), since some cities' second
+  date is a few pixels smaller.
+- ``"levir"``: LEVIR-CD (Chen & Shi 2020, Remote Sensing 12(10):1662): ``<root>/A/<name>.png``
+  (before), ``B/<name>.png`` (after), ``label/<name>.png`` (0 no change, 255 change), RGB 0.5 m.
+
+Both give :class:`ChangePair` objects: reflectance 0..1 (NaN where a date has no data) and
+``truth`` 1 change, 0 no change, -1 unlabelled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import skimage.io
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.warp import Resampling, reproject
+
+from sitewatch.errors import SitewatchError
+
+#: Sentinel-2 band names in OSCD file names, in the order the readers return them by default.
+SENTINEL2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
+                   "B11", "B12")
+#: Band names of LEVIR-CD images (the names the ingest stage gives RGB rasters).
+RGB_BANDS = ("red", "green", "blue")
+#: Supported dataset layouts.
+LAYOUTS = ("oscd", "levir")
+#: Sentinel-2 L1C digital numbers per unit of reflectance.
+_S2_SCALE = 10_000.0
+
+
+@dataclass
+class ChangePair:
+    """One labelled image pair on one grid.
+
+    Attributes
+    ----------
+    name
+        City (OSCD) or tile name (LEVIR).
+    before, after
+        (bands, rows, cols) float32 reflectance 0..1, NaN where there is no data.
+    truth
+        (rows, cols) int8: 1 change, 0 no change, -1 unlabelled.
+    bands
+        Band names, one per band of ``before``/``after``.
+    pixel_size_m
+        Nominal pixel size (metres).
+    """
+
+    name: str
+    before: np.ndarray
+    after: np.ndarray
+    truth: np.ndarray
+    bands: list[str]
+    pixel_size_m: float
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Labelled pixels where both dates have data in every band."""
+        return ((self.truth >= 0) & np.isfinite(self.before).all(axis=0)
+                & np.isfinite(self.after).all(axis=0))
+
+
+def read_pairs(dataset_dir: str | Path, layout: str,
+               bands: Sequence[str] | None = None) -> list[ChangePair]:
+    """All labelled pairs of a dataset folder in ``layout`` (``"oscd"`` or ``"levir"``).
+
+    ``bands`` selects and orders bands (default: all bands of the layout).
+    """
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise SitewatchError("dataset folder not found", root)
+    if layout == "oscd":
+        cities = sorted(p.parent.parent.name for p in root.glob("*/cm/*-cm.tif"))
+        if not cities:
+            raise SitewatchError("no OSCD city found (expected <city>/cm/<city>-cm.tif)", root)
+        return [read_oscd_city(root / city, bands) for city in cities]
+    if layout == "levir":
+        return read_levir(root, bands)
+    raise SitewatchError(f"unknown dataset layout {layout!r}; use one of {', '.join(LAYOUTS)}",
+                         root)
+
+
+def _band_file(folder: Path, band: str) -> Path:
+    matches = sorted(folder.glob(f"*{band}.tif"))
+    if len(matches) != 1:
+        raise SitewatchError(f"expected one file ending in {band}.tif, found {len(matches)}",
+                             folder)
+    return matches[0]
+
+
+def read_oscd_city(city_dir: str | Path, bands: Sequence[str] | None = None) -> ChangePair:
+    """One OSCD city, every band of both dates on the grid of ``imgs_1/*B02.tif``."""
+    city_dir = Path(city_dir)
+    bands = list(bands or SENTINEL2_BANDS)
+    unknown = sorted(set(bands) - set(SENTINEL2_BANDS))
+    if unknown:
+        raise SitewatchError(f"not Sentinel-2 band names: {', '.join(unknown)}", city_dir)
+    with rasterio.open(_band_file(city_dir / "imgs_1", "B02")) as reference:
+        grid_transform, grid_crs, shape = reference.transform, reference.crs, reference.shape
+        pixel_size_m = 10.0 if reference.crs.is_geographic else abs(reference.transform.a)
+    dates = []
+    for folder in ("imgs_1", "imgs_2"):
+        image = np.full((len(bands), *shape), np.nan, np.float32)
+        for index, band in enumerate(bands):
+            with rasterio.open(_band_file(city_dir / folder, band)) as src:
+                reproject(src.read(1).astype(np.float32) / _S2_SCALE, image[index],
+                          src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
+                          dst_transform=grid_transform, dst_crs=grid_crs, dst_nodata=np.nan,
+                          resampling=Resampling.bilinear)
+        dates.append(image)
+    label_path = city_dir / "cm" / f"{city_dir.name}-cm.tif"
+    if not label_path.is_file():
+        raise SitewatchError("OSCD change map missing", label_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(label_path) as src:
+            labels = src.read(1)
+    if labels.shape != shape:
+        raise SitewatchError(f"change map is {labels.shape[0]}x{labels.shape[1]} pixels but "
+                             f"imgs_1 B02 is {shape[0]}x{shape[1]}", label_path)
+    truth = np.where(labels == 2, 1, np.where(labels == 1, 0, -1)).astype(np.int8)
+    return ChangePair(city_dir.name, dates[0], dates[1], truth, bands, pixel_size_m)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = skimage.io.imread(path)
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise SitewatchError("expected an RGB image", path)
+    return np.moveaxis(image[..., :3], -1, 0).astype(np.float32) / 255
+
+
+def read_levir(root: str | Path, bands: Sequence[str] | None = None) -> list[ChangePair]:
+    """LEVIR-CD pairs of ``root``; a pair without a label or whose dates differ in size is skipped
+    with a warning naming it."""
+    root = Path(root)
+    bands = list(bands or RGB_BANDS)
+    unknown = sorted(set(bands) - set(RGB_BANDS))
+    if unknown:
+        raise SitewatchError(f"LEVIR images have bands {', '.join(RGB_BANDS)}, not "
+                             f"{', '.join(unknown)}", root)
+    index = [RGB_BANDS.index(b) for b in bands]
+    pairs = []
+    for before_path in sorted((root / "A").glob("*.png")):
+        after_path, label_path = root / "B" / before_path.name, root / "label" / before_path.name
+        if not (after_path.is_file() and label_path.is_file()):
+            warnings.warn(f"{before_path}: no matching B/ image or label/ mask, skipped",
+                          stacklevel=2)
+            continue
+        before, after = _read_rgb(before_path), _read_rgb(after_path)
+        label = skimage.io.imread(label_path)
+        label = label if label.ndim == 2 else label[..., 0]
+        if after.shape != before.shape or label.shape != before.shape[1:]:
+            warnings.warn(f"{before_path}: before, after and label differ in size, skipped",
+                          stacklevel=2)
+            continue
+        truth = (label > 127).astype(np.int8)
+        pairs.append(ChangePair(before_path.stem, before[index], after[index], truth, bands, 0.5))
+    if not pairs:
+        raise SitewatchError("no usable LEVIR pair (expected A/, B/ and label/ PNGs)", root)
+    return pairs
+
+
+class PatchSampler:
+    """Random training patches, half of them centred on a change pixel, with augmentation.
+
+    Class balancing: a patch is centred on a labelled change pixel with probability
+    ``change_fraction``, otherwise on any usable pixel (change is rare: ~3 % of OSCD pixels).
+    Augmentation (applied identically to both dates and the labels unless stated): a random
+    rotation by a multiple of 90 degrees and a random flip; radiometric jitter of the after date
+    (per-band gain ``1 +- gain_jitter`` and offset ``+- offset_jitter`` reflectance); and a
+    misregistration of the after date by up to ``max_shift`` pixels in each direction.
+
+    Parameters
+    ----------
+    pairs
+        Training pairs, all with the same bands; patches are drawn from pairs in proportion to
+        their usable pixels.
+    patch
+        Patch side (pixels). Pairs smaller than ``patch + 2 * max_shift`` are edge-padded.
+    seed
+        Seed of the sampler's random generator.
+    """
+
+    def __init__(self, pairs: Sequence[ChangePair], patch: int, seed: int, *,
+                 change_fraction: float = 0.5, gain_jitter: float = 0.05,
+                 offset_jitter: float = 0.01, max_shift: int = 1):
+        self.patch, self.max_shift = int(patch), int(max_shift)
+        self.change_fraction = change_fraction
+        self.gain_jitter, self.offset_jitter = gain_jitter, offset_jitter
+        self.rng = np.random.default_rng(seed)
+        margin = self.patch // 2 + self.max_shift
+        self._images, self._usable, self._changed, weights = [], [], [], []
+        for pair in pairs:
+            usable = pair.usable
+            pad = ((margin, margin), (margin, margin))
+            before = np.pad(pair.before, ((0, 0), *pad), mode="edge")
+            after = np.pad(pair.after, ((0, 0), *pad), mode="edge")
+            truth = np.pad(np.where(usable, pair.truth, -1), pad, constant_values=-1)
+            self._images.append((before, after, truth.astype(np.int8)))
+            self._usable.append(np.flatnonzero(usable))
+            self._changed.append(np.flatnonzero(usable & (pair.truth == 1)))
+            weights.append(usable.sum())
+        total = float(np.sum(weights))
+        if total == 0:
+            raise SitewatchError("the training pairs have no labelled, usable pixel")
+        self._weights = np.asarray(weights, float) / total
+        self._shapes = [pair.truth.shape for pair in pairs]
+        self._margin = margin
+
+    def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``batch`` patches: before, after (batch, bands, patch, patch) float32 reflectance (NaN
+        where a date has no data) and truth (batch, patch, patch) int8 (1 change, 0 no change,
+        -1 ignore)."""
+        befores, afters, truths = [], [], []
+        for _ in range(batch):
+            k = self.rng.choice(len(self._images), p=self._weights)
+            candidates = self._changed[k]
+            if not len(candidates) or self.rng.random() >= self.change_fraction:
+                candidates = self._usable[k]
+            row, col = np.unravel_index(self.rng.choice(candidates), self._shapes[k])
+            before, after, truth = self._crop(k, row, col)
+            befores.append(before)
+            afters.append(after)
+            truths.append(truth)
+        return np.stack(befores), np.stack(afters), np.stack(truths)
+
+    def _crop(self, k: int, row: int, col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        before, after, truth = self._images[k]
+        top, left = row + self._margin - self.patch // 2, col + self._margin - self.patch // 2
+        dy, dx = self.rng.integers(-self.max_shift, self.max_shift + 1, size=2)
+        window = np.s_[top:top + self.patch, left:left + self.patch]
+        shifted = np.s_[top + dy:top + dy + self.patch, left + dx:left + dx + self.patch]
+        b, a, t = before[(slice(None), *window)], after[(slice(None), *shifted)], truth[window]
+        bands = a.shape[0]
+        gain = 1 + self.rng.uniform(-self.gain_jitter, self.gain_jitter, (bands, 1, 1))
+        offset = self.rng.uniform(-self.offset_jitter, self.offset_jitter, (bands, 1, 1))
+        a = a * gain + offset
+        turns, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+        b, a, t = (np.rot90(x, turns, axes=(-2, -1)) for x in (b, a, t))
+        if flip:
+            b, a, t = (x[..., ::-1] for x in (b, a, t))
+        return (np.ascontiguousarray(b, np.float32), np.ascontiguousarray(a, np.float32),
+                np.ascontiguousarray(t))

@@ -1,0 +1,182 @@
+"""The learned change model: data readers, a few CPU training steps, registered tiled inference."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import skimage.io
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (optional extra sitewatch[ml])")
+
+from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods  # noqa: E402
+from sitewatch.errors import SitewatchError  # noqa: E402
+from sitewatch.learn import register_learned_method  # noqa: E402
+from sitewatch.learn.data import PatchSampler, read_levir, read_oscd_city  # noqa: E402
+from sitewatch.learn.infer import load_model, predict_probability  # noqa: E402
+from sitewatch.learn.train import train  # noqa: E402
+
+
+def _synthetic_pair(rng, size=48):
+    """Textured RGB before; after = before with 1-3 bright squares (the change)."""
+    before = np.clip(0.4 + 0.1 * rng.standard_normal((size, size, 3)), 0, 1)
+    after = before + 0.02 * rng.standard_normal(before.shape)
+    label = np.zeros((size, size), np.uint8)
+    for _ in range(rng.integers(1, 4)):
+        r, c = rng.integers(0, size - 10, 2)
+        after[r:r + 10, c:c + 10] = [0.95, 0.9, 0.85]
+        label[r:r + 10, c:c + 10] = 255
+    to_png = lambda x: (np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    return to_png(before), to_png(after), label
+
+
+@pytest.fixture(scope="module")
+def levir_dir(tmp_path_factory):
+    """Six synthetic pairs in LEVIR-CD layout (A/, B/, label/ PNGs)."""
+    root = tmp_path_factory.mktemp("levir")
+    for folder in ("A", "B", "label"):
+        (root / folder).mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(6):
+        before, after, label = _synthetic_pair(rng)
+        skimage.io.imsave(root / "A" / f"tile{k}.png", before, check_contrast=False)
+        skimage.io.imsave(root / "B" / f"tile{k}.png", after, check_contrast=False)
+        skimage.io.imsave(root / "label" / f"tile{k}.png", label, check_contrast=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(levir_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    torch.set_num_threads(1)
+    return train(levir_dir, "levir", out, epochs=2, steps_per_epoch=15, patch=32, batch=8,
+                 lr=1e-2, seed=0, val_cities=["tile5"], device="cpu", widths=(8, 16, 32))
+
+
+def test_training_lowers_the_loss_and_writes_weights_card_and_log(trained):
+    losses = trained.step_losses
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert trained.weights.is_file() and trained.card.is_file()
+    with trained.log.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["patches_per_s"]) > 0
+    card = trained.card.read_text()
+    assert "tile5" in card and "--val-city tile5" in card and "| seed | 0 |" in card
+    assert trained.train_pairs == ["tile0", "tile1", "tile2", "tile3", "tile4"]
+    assert 0 <= trained.validation["f1"] <= 1
+
+
+def test_training_is_reproducible_with_a_seed(levir_dir, trained, tmp_path):
+    again = train(levir_dir, "levir", tmp_path, epochs=1, steps_per_epoch=2, patch=32, batch=8,
+                  lr=1e-2, seed=0, val_cities=["tile5"], device="cpu", widths=(8, 16, 32))
+    # the learning-rate schedule depends on the run length: only the first two steps share it
+    assert again.step_losses == pytest.approx(trained.step_losses[:2], rel=1e-5)
+
+
+def test_learned_method_gives_a_masked_change_result(trained, levir_dir, monkeypatch):
+    monkeypatch.setenv("SITEWATCH_MODEL", str(trained.weights))
+    assert register_learned_method()
+    pair = read_levir(levir_dir)[5]
+    valid = np.ones(pair.truth.shape, bool)
+    valid[:5, :] = False
+    result = pairwise_methods()["learned"](pair.after, pair.after, valid,
+                                           ["red", "green", "blue"], 0.5)
+    assert isinstance(result, ChangeResult) and result.method == "learned"
+    assert result.score.shape == pair.truth.shape and result.score.dtype == np.float32
+    assert result.change.dtype == np.uint8
+    assert np.all(result.change[:5] == MASKED) and np.all(np.isnan(result.score[:5]))
+    assert set(np.unique(result.change[5:])) <= {0, 1}
+    assert result.parameters["model_sha256"] == load_model(trained.weights).sha256
+    # identical dates: (almost) nothing changed
+    assert np.mean(result.change[5:] == 1) < 0.05
+
+
+def test_learned_method_finds_the_synthetic_change(trained, levir_dir, monkeypatch):
+    monkeypatch.setenv("SITEWATCH_MODEL", str(trained.weights))
+    register_learned_method()
+    pair = read_levir(levir_dir)[5]
+    result = pairwise_methods()["learned"](pair.before[::-1], pair.after[::-1],
+                                           np.ones(pair.truth.shape, bool),
+                                           ["blue", "green", "red"], 0.5)
+    changed = pair.truth == 1
+    assert result.score[changed].mean() > result.score[~changed].mean() + 0.3
+
+
+def test_learned_method_without_a_model_says_how_to_train_one(monkeypatch, tmp_path):
+    register_learned_method()
+    monkeypatch.setenv("SITEWATCH_MODEL", str(tmp_path / "missing.pt"))
+    image = np.zeros((3, 8, 8), np.float32)
+    with pytest.raises(SitewatchError, match="not found"):
+        pairwise_methods()["learned"](image, image, np.ones((8, 8), bool), ["red"] * 3, 0.5)
+    monkeypatch.delenv("SITEWATCH_MODEL")
+    from sitewatch.learn import infer
+
+    monkeypatch.setattr(infer, "PACKAGED_MODEL", tmp_path / "model.pt")
+    with pytest.raises(SitewatchError, match="sitewatch train"):
+        infer.model_path()
+
+
+def test_learned_method_names_missing_bands(trained, monkeypatch):
+    monkeypatch.setenv("SITEWATCH_MODEL", str(trained.weights))
+    register_learned_method()
+    image = np.zeros((2, 8, 8), np.float32)
+    with pytest.raises(SitewatchError, match="lacks blue"):
+        pairwise_methods()["learned"](image, image, np.ones((8, 8), bool), ["red", "green"], 0.5)
+
+
+def test_tiled_inference_equals_untiled(trained):
+    model = load_model(trained.weights, device="cpu")
+    rng = np.random.default_rng(3)
+    before = rng.uniform(0.2, 0.6, (3, 150, 130)).astype(np.float32)
+    after = before.copy()
+    after[:, 40:70, 60:100] += 0.4
+    valid = np.ones((150, 130), bool)
+    kwargs = dict(mean=model.mean, std=model.std)
+    whole = predict_probability(model.network, before, after, valid, tile=160, **kwargs)
+    tiled = predict_probability(model.network, before, after, valid, tile=64, overlap=32,
+                                **kwargs)
+    assert whole.shape == tiled.shape == (150, 130)
+    assert np.abs(whole - tiled).max() < 0.05
+    assert np.abs(whole - tiled).mean() < 0.001
+
+
+def test_patches_are_balanced_and_augmented_consistently(levir_dir):
+    pairs = read_levir(levir_dir)
+    sampler = PatchSampler(pairs, 16, seed=0, max_shift=0, gain_jitter=0, offset_jitter=0)
+    before, after, truth = sampler.sample(64)
+    assert before.shape == after.shape == (64, 3, 16, 16) and truth.shape == (64, 16, 16)
+    centre_changed = truth[:, 8, 8] == 1
+    assert 0.3 < centre_changed.mean() < 0.9
+    # without jitter or shift, after differs from before only on changed pixels
+    differs = np.abs(after - before).max(axis=1) > 0.1
+    assert np.all(differs <= (truth == 1))
+
+
+def test_levir_reader_skips_unlabelled_and_mismatched_pairs(data_dir):
+    with pytest.warns(UserWarning, match="test_113_0256"):
+        pairs = read_levir(data_dir / "levir-cd-samples")
+    assert len(pairs) == 11
+    assert all(p.before.shape == (3, 256, 256) and p.truth.shape == (256, 256) for p in pairs)
+    assert any((p.truth == 1).any() for p in pairs)
+
+
+def test_oscd_reader_aligns_dates_by_coordinates(data_dir):
+    pair = read_oscd_city(data_dir / "oscd" / "saclay_e", bands=["B02", "B04", "B11"])
+    assert pair.before.shape == pair.after.shape == (3, 639, 688)
+    assert pair.truth.shape == (639, 688)
+    assert set(np.unique(pair.truth)) == {0, 1}
+    usable = pair.usable
+    assert usable.mean() > 0.95
+    # co-registered dates: the blue band correlates strongly across dates
+    correlation = np.corrcoef(pair.before[0][usable], pair.after[0][usable])[0, 1]
+    assert correlation > 0.6
+
+
+def test_unknown_layout_and_validation_city_are_user_errors(levir_dir, tmp_path):
+    with pytest.raises(SitewatchError, match="unknown dataset layout"):
+        train(levir_dir, "xbd", tmp_path, epochs=1)
+    with pytest.raises(SitewatchError, match="nowhere"):
+        train(levir_dir, "levir", tmp_path, epochs=1, val_cities=["nowhere"])
