@@ -9,11 +9,13 @@ a level shift (construction work inside a compound whose overall brightness hold
 once a site has started changing. Events are then read as a small state machine, in the way an
 imagery analyst reads a time-lapse:
 
-- a site that held a **structure** (its pixels differ from the surrounding ground by
-  :data:`STRUCTURE_CONTRAST` in brightness on average before the first event) and first
-  **darkens** was *destroyed* (burn scar, debris); a later partial brightening, or a later
-  burst of activity that does not darken it further (the rubble graded), is *flattened*;
-  reaching bare-ground brightness again is *debris removed*;
+- a site that held a **structure** (a tenth of its pixels differ from the surrounding ground
+  by :data:`STRUCTURE_CONTRAST` in brightness before the first event: the polygon of a
+  building's change also holds the ground around it) and first **darkens** was *destroyed*
+  (burn scar, debris); a later brightening that leaves it darker than its surroundings, or a
+  later burst of activity that does not darken it further (the rubble graded), is
+  *flattened*; once it is as bright as its surroundings again (no dark rubble or char left)
+  the *debris* was *removed*;
 - a structure that first **brightens** to bare ground was *demolished*;
 - open ground that **brightens** with no vegetation gain was *cleared*; further events (or
   continued activity of at least :data:`CONSTRUCTION_ACTIVITY`) mean *under construction*; open
@@ -45,10 +47,11 @@ CONSTRUCTION_ACTIVITY = 0.1
 LEVEL_SHIFT = 0.03  # reflectance units (0..1)
 BUILT_SHIFT = 0.03  # index units
 VEGETATED = 0.2  # NDVI of sparse vegetation cover
-STRUCTURE_CONTRAST = 0.04  # mean |site - surroundings| brightness of a standing structure
+STRUCTURE_CONTRAST = 0.06  # 90th percentile |site - surroundings| brightness of a structure
 VEGETATION_SWING = 0.1
 QUIET_DATES = 2
 HOLD_DATES = 3  # observed dates over which a level shift must hold to be an event
+STRONG_ACTIVITY = 0.8
 
 #: Change types, in the words reports use.
 TYPES = ("new_construction", "land_clearing", "destruction", "demolition", "vegetation_loss",
@@ -92,7 +95,10 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
     A level shift must hold: the median of the date and up to :data:`HOLD_DATES` - 1 observed
     dates after it stays at least half the shift away from the level before, so a cloud or
     shadow residual on one date, which reverts, is not an event. A shift on the last date cannot
-    be checked yet and counts provisionally.
+    be checked yet and counts provisionally. Where nearly every pixel of the site changed
+    (activity of at least :data:`STRONG_ACTIVITY`; dates whose surroundings changed as a whole,
+    shadows and haze, are already not observed) half the level shift is enough and it need not
+    hold: a destroyed building is often graded within a revisit or two.
     """
     observed = [s for s in signature if s.observed]
     found = []
@@ -101,7 +107,11 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
         shift = now.brightness - before.brightness
         built = now.built_up - before.built_up
         activity = 0.0 if np.isnan(now.activity) else now.activity
-        level = abs(shift) >= LEVEL_SHIFT or abs(built) >= BUILT_SHIFT
+        # Nearly every pixel changed: the object changed even if the polygon's median, diluted
+        # by ground that did not, moved less than a full level shift.
+        strong = activity >= STRONG_ACTIVITY
+        step = LEVEL_SHIFT / 2 if strong else LEVEL_SHIFT
+        level = abs(shift) >= step or abs(built) >= BUILT_SHIFT
         if activity >= EVENT_ACTIVITY and not level and found:
             found.append((i, "activity"))
             continue
@@ -110,11 +120,11 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
         after = observed[i:i + HOLD_DATES]
         held_b = float(np.median([s.brightness for s in after])) - before.brightness
         held_u = float(np.median([s.built_up for s in after])) - before.built_up
-        if not (abs(held_b) >= abs(shift) / 2 and abs(shift) >= LEVEL_SHIFT
+        if not (strong or abs(held_b) >= abs(shift) / 2 and abs(shift) >= step
                 or abs(held_u) >= abs(built) / 2 and abs(built) >= BUILT_SHIFT):
             continue
-        kind = ("darkening" if shift <= -LEVEL_SHIFT else
-                "brightening" if shift >= LEVEL_SHIFT else "activity")
+        kind = ("darkening" if shift <= -step else
+                "brightening" if shift >= step else "activity")
         found.append((i, kind))
     return found
 
@@ -127,7 +137,6 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         return Lifecycle("unclassified", (), None, None)
     first = found[0][0]
     baseline = observed[:first]
-    base_b = float(np.median([s.brightness for s in baseline]))
     base_v = float(np.median([s.vegetation for s in baseline]))
     contrast = [s.contrast for s in baseline if not np.isnan(s.contrast)]
     structure = bool(contrast) and float(np.median(contrast)) >= STRUCTURE_CONTRAST
@@ -163,7 +172,7 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         for i, kind in found[1:]:
             if observed[i].brightness - observed[i - 1].brightness < 0 or kind == "darkening":
                 continue
-            name = ("debris_removed" if observed[i].brightness >= base_b - LEVEL_SHIFT
+            name = ("debris_removed" if observed[i].brightness >= observed[i].ring_brightness
                     else "flattened")
             if phases[-1].name != name and phases[-1].name != "debris_removed":
                 phases.append(phase(name, i))

@@ -31,6 +31,9 @@ CHANGE_SIGMA = 3.0
 #: Brightness (reflectance) by which a date's surrounding ring must stand out from both the
 #: observed dates around it, in the same direction, to be read as an unmasked shadow or haze.
 RING_SPIKE = 0.04
+#: Percentile of the site pixels' brightness difference from the ring that measures how much
+#: the site stands out: the 90th, so a structure filling a tenth of the polygon counts.
+CONTRAST_PERCENTILE = 90
 #: Fewest clear site pixels for a date to count as observed.
 MIN_CLEAR_PIXELS = 3
 
@@ -47,7 +50,7 @@ class DateSignature:
     brightness: float = np.nan
     activity: float = np.nan  # fraction of site pixels changed since the previous observed date
     ring_brightness: float = np.nan  # median brightness of the surrounding ring
-    contrast: float = np.nan  # mean |brightness - ring median| over the clear site pixels
+    contrast: float = np.nan  # 90th percentile of |brightness - ring median| over the site
 
 
 def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> list[DateSignature]:
@@ -91,8 +94,8 @@ def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> 
         ring_ok = clear[t] & ring
         if ring_ok.any():
             signature.ring_brightness = float(np.median(values["brightness"][ring_ok]))
-            signature.contrast = float(np.mean(np.abs(values["brightness"][ok]
-                                                      - signature.ring_brightness)))
+            signature.contrast = float(np.percentile(
+                np.abs(values["brightness"][ok] - signature.ring_brightness), CONTRAST_PERCENTILE))
         out.append(signature)
         per_date.append(values["brightness"])
     for t in _illumination_spikes(out):

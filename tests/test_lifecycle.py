@@ -1,0 +1,75 @@
+"""Change type and phases from site signatures (the medians a site showed on each date)."""
+
+import numpy as np
+import pytest
+
+from sitewatch.sites.lifecycle import lifecycle
+from sitewatch.sites.signature import DateSignature
+
+DAYS = [f"{year}-{month:02d}-15" for year, month in
+        [(2018, 9), (2018, 10), (2018, 11), (2018, 12), (2019, 1), (2019, 2), (2019, 3),
+         (2019, 4), (2019, 5), (2019, 6), (2019, 7), (2019, 8)]]
+
+
+def _signature(rows):
+    """``rows``: per date (brightness, built_up, vegetation, activity, contrast, ring), or None
+    for a date that was not observed."""
+    out = []
+    for day, row in zip(DAYS, rows, strict=True):
+        if row is None:
+            out.append(DateSignature(np.datetime64(day), False, 0.0))
+            continue
+        brightness, built, vegetation, activity, contrast, ring = row
+        out.append(DateSignature(np.datetime64(day), True, 1.0, vegetation, built, brightness,
+                                 activity, ring, contrast))
+    return out
+
+
+# A 40 x 24 m warehouse seen at 10 m inside a 4400 m2 polygon (the Sentinel-2 demo): the
+# destruction moves the polygon's median by less than a full level shift, but nearly all of
+# its pixels change; grading brings it back near the old level, still darker than the ground
+# around it; scraping the debris away leaves it brighter than its surroundings.
+SENTINEL2_WAREHOUSE = [
+    (0.217, 0.047, 0.047, np.nan, 0.091, 0.215), (0.217, 0.048, 0.044, 0.455, 0.09, 0.215),
+    (0.209, 0.051, 0.049, 0.182, 0.09, 0.211), (0.180, 0.056, 0.026, 0.955, 0.10, 0.221),
+    None, (0.207, 0.057, 0.041, 0.955, 0.05, 0.218), None,
+    (0.264, 0.034, 0.046, 1.000, 0.06, 0.215), (0.261, 0.036, 0.049, 0.227, 0.06, 0.212),
+    (0.261, 0.039, 0.048, 0.000, 0.06, 0.212), (0.266, 0.036, 0.047, 0.000, 0.06, 0.214),
+    (0.276, 0.039, 0.042, 0.318, 0.06, 0.224),
+]
+# The same building at 0.5 m (the VHR demo): the polygon is mostly the building.
+VHR_WAREHOUSE = [
+    (0.242, -0.085, 0.040, np.nan, 0.089, 0.232), (0.241, -0.085, 0.037, 0.082, 0.09, 0.231),
+    (0.238, -0.099, 0.046, 0.040, 0.09, 0.225), (0.177, -0.118, 0.067, 0.803, 0.10, 0.228),
+    None, (0.190, -0.119, 0.062, 0.478, 0.06, 0.226), (0.195, -0.114, 0.058, 0.268, 0.06, 0.231),
+    (0.306, -0.209, 0.089, 0.995, 0.08, 0.222), (0.300, -0.218, 0.092, 0.039, 0.08, 0.223),
+    (0.302, -0.216, 0.090, 0.052, 0.07, 0.232), (0.303, -0.213, 0.090, 0.101, 0.08, 0.224),
+    (0.298, -0.220, 0.092, 0.007, 0.07, 0.224),
+]
+
+
+@pytest.mark.parametrize("rows", [SENTINEL2_WAREHOUSE, VHR_WAREHOUSE], ids=["s2", "vhr"])
+def test_a_destroyed_building_is_flattened_then_cleared_of_debris(rows):
+    life = lifecycle(_signature(rows))
+    assert life.change_type == "destruction"
+    assert [(p.name, p.first_observed) for p in life.phases] == [
+        ("intact", "2018-09-15"), ("destroyed", "2018-12-15"), ("flattened", "2019-02-15"),
+        ("debris_removed", "2019-04-15")]
+    assert life.phases[2].after == "2018-12-15"  # 2019-01-15 was not observed
+
+
+def test_open_ground_that_brightens_is_cleared_then_built_on():
+    rows = [(0.20, 0.0, 0.05, 0.05, 0.02, 0.20)] * 7 + [
+        (0.29, 0.0, 0.05, 0.9, 0.08, 0.20), (0.29, 0.0, 0.05, 0.3, 0.08, 0.20),
+        (0.30, 0.0, 0.05, 0.3, 0.08, 0.20), (0.30, 0.0, 0.05, 0.2, 0.08, 0.20),
+        (0.30, 0.0, 0.05, 0.2, 0.08, 0.20)]
+    life = lifecycle(_signature(rows))
+    assert life.change_type == "new_construction"
+    assert [p.name for p in life.phases] == ["cleared", "under_construction"]
+    assert life.phases[0].first_observed == "2019-04-15"
+
+
+def test_greening_is_not_construction():
+    rows = [(0.21, 0.05, 0.08, 0.05, 0.02, 0.21)] * 6 + [
+        (0.20, -0.01, 0.15, 0.6, 0.03, 0.21)] * 6
+    assert lifecycle(_signature(rows)).change_type == "seasonal_vegetation"
