@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyproj
 import pytest
+import shapely
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 
 from sitewatch.errors import SitewatchError
@@ -226,3 +228,38 @@ def test_user_mistakes_raise_sitewatch_error():
     bad = dict(NORTHWARD, geom=LineString([(40.9, 34.3), (40.9, 34.3)]))
     with pytest.raises(SitewatchError, match="two or more distinct points"):
         measure(rect, 32637, borders=[bad])
+
+
+def _geodesic_area(footprint, epsg):
+    """Area of a grid-CRS polygon on the WGS84 ellipsoid, from its densified lon/lat ring."""
+    ring = shapely.segmentize(footprint, 1.0).exterior.coords
+    lons, lats = zip(*(to_lonlat(epsg, x, y) for x, y in ring), strict=True)
+    lons = np.unwrap(np.radians(lons), period=2 * np.pi)  # continuous across the antimeridian
+    area, _ = GEOD.polygon_area_perimeter(np.degrees(lons), lats)
+    return abs(area)
+
+
+@pytest.mark.parametrize("case, epsg, place, offset", [
+    # 2 km from a place at 85 N, on the polar stereographic grid (UTM stops at 84 N)
+    ("near the north pole", 32661, (10.0, 85.0), (137.0, 2000.0)),
+    # site in UTM zone 37 measured from a place across the 42 E zone edge, in zone 38
+    ("across a UTM zone edge", 32637, (42.02, 34.4), (260.0, 3500.0)),
+    # site west of the antimeridian in zone 60, place east of it (lon -179.99)
+    ("across the antimeridian", 32660, (-179.99, -16.5), (280.0, 2400.0)),
+])
+def test_distance_bearing_and_area_agree_with_pyproj_geod(case, epsg, place, offset):
+    plon, plat = place
+    azimuth, distance = offset
+    lon, lat, _ = GEOD.fwd(plon, plat, azimuth, distance)
+    footprint = true_rectangle(lon, lat, 120.0, 80.0, 30.0, epsg)
+    m = measure(footprint, epsg, places=[{"name": "P", "kind": "place",
+                                          "geom": Point(plon, plat)}])
+    bearing, _, expected = GEOD.inv(plon, plat, m.centroid_lon, m.centroid_lat)
+    (rel,) = m.places
+    assert rel.distance_m == pytest.approx(expected, abs=0.01), case
+    assert rel.distance_m == pytest.approx(distance, abs=1.0), case
+    assert (rel.bearing_deg - bearing % 360 + 180) % 360 - 180 == pytest.approx(0, abs=1e-6)
+    assert (rel.bearing_deg - azimuth + 180) % 360 - 180 == pytest.approx(0, abs=0.1), case
+    assert m.area_m2 == pytest.approx(_geodesic_area(footprint, epsg), rel=1e-3), case
+    assert m.area_m2 == pytest.approx(120.0 * 80.0, rel=1e-3), case
+    assert m.length_m == pytest.approx(120.0, abs=0.2) and m.width_m == pytest.approx(80.0, abs=0.2)
