@@ -243,3 +243,21 @@ def test_empty_mask_and_bad_inputs():
         change_polygons(np.ones((10, 10), dtype=bool), transform, valid=np.ones((5, 5), bool))
     with pytest.raises(ValueError, match="min_area_m2"):
         change_polygons(np.ones((10, 10), dtype=bool), transform, min_area_m2=-1.0)
+
+
+@pytest.mark.parametrize("radius_m, pixel_size", [(15.0, (10.0, 10.0)), (0.75, (0.5, 0.5)),
+                                                  (25.0, (10.0, 5.0))])
+def test_closing_with_a_disk_matches_the_distance_transform_definition(radius_m, pixel_size):
+    from scipy import ndimage
+
+    from sitewatch.sites.polygons import _close
+
+    rng = np.random.default_rng(4)
+    change = ndimage.binary_dilation(rng.random((120, 150)) > 0.985, iterations=2)
+    change[0, 40:50] = True  # an object on the edge
+    tolerance = 1e-6 * min(pixel_size)
+    dilated = ndimage.distance_transform_edt(~change, sampling=pixel_size) <= radius_m + tolerance
+    expected = ndimage.distance_transform_edt(dilated, sampling=pixel_size) > radius_m + tolerance
+    closed = _close(change, radius_m, pixel_size)
+    assert closed.sum() > change.sum()
+    np.testing.assert_array_equal(closed, expected)

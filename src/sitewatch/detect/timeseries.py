@@ -252,7 +252,7 @@ def detect_breaks(
 
     m, tested = len(names), scan.tested
     statistic = np.full(rows * cols, np.nan)
-    critical = stats.f.isf(alpha / (m * scan.candidates[tested]), 1, scan.dof[tested])
+    critical = _isf(stats.f, alpha / (m * scan.candidates[tested]), 1, scan.dof[tested])
     statistic[tested] = scan.fstat[tested] / critical
     persistent = _persistent(scan, clear, min_persistence)
     has_break = (statistic > 1) & persistent
@@ -473,6 +473,17 @@ def _scan(y: np.ndarray, clear: np.ndarray, design: np.ndarray, min_segment: int
     return _Scan(tested, k, fstat, candidates, dof, delta, resid, leverage, noise)
 
 
+def _isf(distribution, q: np.ndarray, *shapes) -> np.ndarray:
+    """``distribution.isf(q, *shapes)`` element-wise, computed once per distinct argument
+    tuple: the arguments are small counts (dates, degrees of freedom) taking a handful of
+    values over millions of pixels, and scipy's inverse survival functions are slow."""
+    columns = np.broadcast_arrays(np.asarray(q, np.float64),
+                                  *(np.asarray(a, np.float64) for a in shapes))
+    unique, inverse = np.unique(np.stack([c.ravel() for c in columns], axis=1), axis=0,
+                                return_inverse=True)
+    return distribution.isf(*unique.T)[inverse.ravel()].reshape(columns[0].shape)
+
+
 def _outlier_date(scan: _Scan, clear: np.ndarray) -> np.ndarray:
     """Per pixel, the time index of its single worst outlier, -1 where none is significant.
 
@@ -492,7 +503,7 @@ def _outlier_date(scan: _Scan, clear: np.ndarray) -> np.ndarray:
     worst = np.argmax(worst_value, axis=0)
     n = clear.sum(axis=0)
     critical = np.full(n_pix, np.inf)
-    critical[usable] = stats.t.isf(OUTLIER_ALPHA / (2 * n[usable] * m), scan.dof[usable] - 1)
+    critical[usable] = _isf(stats.t, OUTLIER_ALPHA / (2 * n[usable] * m), scan.dof[usable] - 1)
     return np.where(worst_value[worst, np.arange(n_pix)] > critical, worst, -1)
 
 
