@@ -25,8 +25,8 @@ from rasterio.windows import Window
 import sitewatch
 from sitewatch.simulate import simulate
 from sitewatch.stack import build_stack, from_bbox
-from sitewatch.stack.build import CLOUD
 from sitewatch.stack.clouds import cloud_mask
+from sitewatch.stack.output import CLOUD
 from sitewatch.stack.resample import SceneReader
 
 DATA = Path(os.environ.get("SITEWATCH_TEST_DATA",

@@ -121,3 +121,52 @@ def test_a_crashed_run_resumes_without_redoing_tiles(scene, inline_sites, monkey
     again = run_tiled(workspace, from_bbox(bbox, "three"), scheduler=INLINE, **TILING)
     assert again.jobs[0].up_to_date and again.jobs[0].sites is None
     assert _sites(workspace, "three") == inline_sites
+
+
+def test_a_new_scene_is_stacked_alone_and_the_sites_keep_their_ids(tmp_path, monkeypatch):
+    import numpy as np
+
+    from sitewatch.scale import work
+    from sitewatch.simulate import simulate
+    from sitewatch.stack import open_stack
+
+    result = simulate(tmp_path / "imagery", sensor="s2", seed=5, n_dates=7, size_m=(2400, 1800))
+    items = sorted(result.catalog_path.parent.glob("sim-s2-*/sim-s2-*.json"))
+    assert len(items) == 7
+    workspace = tmp_path / "ws"
+    sitewatch.ingest(items[:6], workspace)
+    truth = json.loads(result.truth_path.read_text())
+    aoi = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
+                                      if f["properties"]["role"] == "aoi"))
+    aoi = from_bbox(",".join(map(str, aoi.bounds)), "watched")
+    first = run_tiled(workspace, aoi, scheduler=INLINE, **TILING)
+    before = {s.site_id: s.footprint for s in first.jobs[0].sites.sites}
+    assert before
+
+    stacked = []
+    original = work.passes.stack_window
+    monkeypatch.setattr(work.passes, "stack_window",
+                        lambda reader, acq, *a, **k: stacked.append(acq.key)
+                        or original(reader, acq, *a, **k))
+    sitewatch.ingest(items[6:], workspace)
+    second = run_tiled(workspace, aoi, scheduler=INLINE, **TILING)
+    job = second.jobs[0]
+    assert job.plan.reused == len(first.jobs[0].plan.kept) == 6
+    new_key = job.plan.kept[-1][0].key
+    assert set(stacked) == {new_key} and len(stacked) == len(job.tiles)  # one read per tile
+    with Workspace.open(workspace) as ws:
+        stacks = ws.rows("rasters", "kind = 'stack' AND aoi = 'watched'", order_by="fid")
+        run = ws.rows("runs", "run_id = ?", (stacks[-1]["run_id"],))[0]
+        old, new = (open_stack(ws.root / s["path"]) for s in stacks[-2:])
+    assert run["inputs"]["reused"] == {"stack_run": stacks[-2]["run_id"], "acquisitions": 6}
+    assert new.sizes["time"] == 7 and stacks[-1]["properties"]["reference"] == \
+        stacks[-2]["properties"]["reference"]
+    np.testing.assert_array_equal(new.reflectance[:6].values, old.reflectance.values)
+    np.testing.assert_array_equal(new.mask[:6].values, old.mask.values)
+    assert np.isfinite(new.reflectance[6].values).mean() > 0.5
+    # the sites found again keep their ids
+    after = {s.site_id: s.footprint for s in job.sites.sites}
+    for site_id, footprint in before.items():
+        if any(footprint.intersection(f).area > 0.5 * footprint.area for f in after.values()):
+            assert site_id in after
+    assert run_tiled(workspace, aoi, scheduler=INLINE, **TILING).jobs[0].up_to_date

@@ -71,6 +71,7 @@ def test_sites_layers_open_in_ogr_and_reruns_replace(tracked):
     assert info["crs"] == "EPSG:4326" and info["features"] == len(found.sites)
     assert {"length_m", "width_m", "mgrs", "change_type"} <= set(info["fields"])
     again = sitewatch.track(ws, "crossing")
+    assert [s.site_id for s in again.sites] == [s.site_id for s in found.sites]  # kept
     with Workspace.open(ws) as w:
         assert w.count("sites") == len(again.sites)
         assert {r["run_id"] for r in w.rows("sites")} == {again.run_id}

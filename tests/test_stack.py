@@ -9,7 +9,8 @@ import sitewatch
 from conftest import simulated_stack
 from sitewatch import SitewatchError, Workspace
 from sitewatch.stack import build_stack, from_bbox, from_geojson, grid_for, open_stack
-from sitewatch.stack.build import CLOUD, NODATA, SHADOW, _block_side
+from sitewatch.stack.build import _block_side
+from sitewatch.stack.output import CLOUD, NODATA, SHADOW
 from sitewatch.stack.resample import SceneReader, reproject_to_grid
 
 OSCD_CITIES = ("aguasclaras", "bercy", "bordeaux", "nantes", "paris", "rennes", "saclay_e")

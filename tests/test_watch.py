@@ -113,13 +113,13 @@ def test_a_watch_run_takes_each_aoi_through_the_pipeline(watched):
     assert len(rows) == len(aoi.sites.sites)
 
 
-def test_running_again_ingests_nothing_and_keeps_analyst_records(watched):
+def test_running_again_ingests_nothing_runs_nothing_and_keeps_analyst_records(watched):
     root, first, second = watched
     assert second.new_scenes == 0 and second.updated_scenes == 0
+    assert second.aois[0].up_to_date and second.aois[0].sites is None
     with Workspace.open(root / "ws") as ws:
         assert ws.count("scenes") == 6
         runs = ws.rows("runs", "stage = 'sites'", order_by="fid")
-        assert [r["run_id"] for r in runs] == [first.aois[0].sites.run_id,
-                                              second.aois[0].sites.run_id]
-        assert ws.count("sites") == len(second.aois[0].sites.sites)
+        assert [r["run_id"] for r in runs] == [first.aois[0].sites.run_id]
+        assert ws.count("sites") == len(first.aois[0].sites.sites)
         assert [n["text"] for n in ws.rows("notes")] == ["seen by analyst"]

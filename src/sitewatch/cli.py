@@ -359,8 +359,9 @@ def watch_run(
     overlap_px: Annotated[int, typer.Option(help="Tile overlap, pixels (tiled runs).")] = 64,
 ) -> None:
     """Run the whole pipeline for watch files: ingest what is new, then stack, detect and
-    find sites in each AOI, and write the exports and report they ask for. With --workers or
-    --scheduler (or several files) the AOIs are cut into tiles run as Dask tasks."""
+    find sites in each AOI with new scenes (only the new acquisitions are stacked), and write
+    the exports and report they ask for. AOIs are cut into tiles, run in this process or, with
+    --workers or --scheduler, as Dask tasks."""
     with _progress("Running the watch file") as progress:
         task = progress.task_ids[0]
 
@@ -371,8 +372,9 @@ def watch_run(
 
         if scheduler is None and workers is None and len(watch_files) == 1:
             result = api.watch_run(watch_files[0], on_progress=step)
-            runs = [(run.name, f"{len(run.sites.sites)} site(s) from "
-                     f"{len(run.stack.included)} acquisitions") for run in result.aois]
+            runs = [(run.name, "up to date, nothing run" if run.up_to_date else
+                     f"{len(run.sites.sites)} site(s) from {len(run.stack.included)} "
+                     "acquisitions") for run in result.aois]
             exports, reports = [result.exports], [result.report]
         else:
             result = api.watch_run_scaled(watch_files, scheduler=scheduler, workers=workers,

@@ -3,8 +3,11 @@
 A watch file names the workspace, the imagery, the reference places and border, and one or more
 areas of interest; running it takes every AOI through the whole pipeline (ingest, stack, detect,
 sites) and writes the report and the exports. Paths are relative to the watch file. Running it
-again ingests only what is new or changed (ingest skips unchanged sources) and replaces each
-AOI's sites in one transaction; analyst assessments, events and notes are never touched.
+again ingests only what is new or changed (ingest skips unchanged sources), skips an AOI
+without new scenes, stacks only the new acquisitions of one that has some (the time series and
+sites are redone over every date; :mod:`sitewatch.scale.plan`) and replaces its sites in one
+transaction, a site found again keeping its id; analyst assessments, events and notes are never
+touched.
 
 Example (every key is documented in ``docs/watch-file.md``)::
 
@@ -103,10 +106,14 @@ class WatchFile:
 
 @dataclass
 class AOIRun:
+    """What a watch run did for one AOI (stack, detections and sites are None / empty when it
+    was up to date: no scene new since its sites were stored)."""
+
     name: str
     stack: Any  # sitewatch.stack.StackResult
     detections: list = field(default_factory=list)  # sitewatch.detect.DetectResult
     sites: Any = None  # sitewatch.sites.SitesResult
+    up_to_date: bool = False
 
 
 @dataclass
@@ -167,52 +174,17 @@ def read_watch_file(path: str | os.PathLike) -> WatchFile:
 
 def run_watch(path: str | os.PathLike, *,
               on_progress: Callable[[str], None] | None = None) -> WatchRun:
-    """Run the whole pipeline for the watch file at ``path`` (see the module docstring)."""
-    from sitewatch.detect import detect
-    from sitewatch.ingest import ingest
-    from sitewatch.places import import_place_features, import_places
-    from sitewatch.sites import extract_sites
-    from sitewatch.stack import build_stack
-    from sitewatch.store import Workspace
+    """Run the whole pipeline for the watch file at ``path`` in this process (see the module
+    docstring): the AOIs' tiles run inline through :mod:`sitewatch.scale`, so an AOI without
+    new scenes is skipped and new imagery stacks only the new acquisitions."""
+    from sitewatch.scale import INLINE, run_watch_list
 
-    say = on_progress or (lambda message: None)
-    watch = read_watch_file(path)
-    say(f"Ingesting {len(watch.sources)} imagery source(s)")
-    ingested = ingest(watch.sources, watch.workspace)
-    for reference in watch.reference_files:
-        say(f"Importing reference places from {reference.name}")
-        import_places(reference, watch.workspace)
-    if watch.reference_features:
-        import_place_features(list(watch.reference_features), watch.workspace, watch.path)
-    runs = []
-    for spec in watch.aois:
-        with Workspace.open(watch.workspace) as ws:
-            aoi = _aoi_geometry(spec, ws)
-        say(f"Stacking AOI {spec.name!r}")
-        stack = build_stack(watch.workspace, aoi, resolution=spec.resolution, epsg=spec.epsg,
-                            sensor=spec.sensor, start=watch.start, end=watch.end,
-                            coregistration=spec.coregistration,
-                            normalisation=spec.normalisation)
-        run = AOIRun(spec.name, stack)
-        for method in spec.methods:
-            say(f"Detecting change in {spec.name!r} ({method})")
-            run.detections.append(detect(watch.workspace, spec.name, method=method))
-        say(f"Finding sites in {spec.name!r}")
-        run.sites = extract_sites(watch.workspace, spec.name, min_area_m2=spec.min_site_area_m2)
-        runs.append(run)
-    result = WatchRun(watch, len(ingested.added), len(ingested.updated), runs)
-    if watch.exports is not None:
-        from sitewatch.report.exports import export_all
-
-        say("Writing exports")
-        result.exports = export_all(watch.workspace, watch.exports)
-    if watch.report is not None:
-        from sitewatch.report.build import build_report
-
-        say("Writing the report")
-        result.report = build_report(watch.workspace, watch.report,
-                                     on_progress=lambda message, fraction: say(message))
-    return result
+    listed = run_watch_list([path], scheduler=INLINE, on_progress=on_progress)
+    watch = listed.watches[0]
+    aois = [AOIRun(job.aoi.name, job.stack, job.detections, job.sites, job.up_to_date)
+            for job in listed.run.jobs]
+    return WatchRun(watch, listed.new_scenes, listed.updated_scenes, aois,
+                    listed.reports.get(watch.path), listed.exports.get(watch.path, {}))
 
 
 def _aoi_geometry(spec: AOISpec, ws):

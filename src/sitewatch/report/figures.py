@@ -56,7 +56,7 @@ from sitewatch.detect import latest_stack
 from sitewatch.ingest.sensors import LANDSAT_TM, SENTINEL2
 from sitewatch.sites.measure import measure
 from sitewatch.stack import Grid, open_stack
-from sitewatch.stack.build import CLOUD, NODATA, SHADOW
+from sitewatch.stack.output import CLOUD, NODATA, SHADOW
 from sitewatch.store import Workspace
 
 #: Resolution of every Matplotlib figure, dots per inch.

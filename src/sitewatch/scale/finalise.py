@@ -29,13 +29,13 @@ from pyproj import Transformer
 from shapely.geometry import box
 
 from sitewatch import __version__
-from sitewatch.detect.run import NO_DAY, TIMESERIES
-from sitewatch.scale.plan import StackPlan
+from sitewatch.detect.run import NO_DAY, TIMESERIES, DetectResult
+from sitewatch.scale.plan import StackPlan, fingerprints
 from sitewatch.scale.tiles import Tile
 from sitewatch.scale.work import DAY_LAYERS, LAYERS
 from sitewatch.sites import SitesResult, extract_sites
 from sitewatch.stack import output
-from sitewatch.stack.build import _slug
+from sitewatch.stack.build import slug
 from sitewatch.stack.grid import Grid
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
@@ -66,7 +66,7 @@ def finalise(ws: Workspace, plan: StackPlan, tiles: list[Tile], run_dir: Path, s
     key, aoi = selection.key, selection.aoi
     stack_run, detect_run = stack_run_id(key), detect_run_id(key)
     if not ws.rows("runs", "run_id = ?", (stack_run,)):
-        stack_path = ws.root / "rasters" / "stacks" / f"{_slug(aoi.name)}-{stack_run}.zarr"
+        stack_path = ws.root / "rasters" / "stacks" / f"{slug(aoi.name)}-{stack_run}.zarr"
         store = run_dir / "stack.zarr"
         if store.exists():
             output.finalise(store)
@@ -85,7 +85,7 @@ def finalise(ws: Workspace, plan: StackPlan, tiles: list[Tile], run_dir: Path, s
 def _assemble_layers(grid: Grid, tiles: list[Tile], run_dir: Path, out: Path) -> dict:
     """Write the tiles' change layers as GeoTIFFs into ``out`` (via a temporary folder);
     returns the detection parameters (those of the last tile, as detect keeps the last
-    block's)."""
+    block's) and the share of the grid's pixels with a persistent break."""
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -99,6 +99,7 @@ def _assemble_layers(grid: Grid, tiles: list[Tile], run_dir: Path, out: Path) ->
                        blockysize=GTIFF_BLOCK, nodata=nodata.get(name, NO_DAY), BIGTIFF="IF_SAFER")
         files[name] = rasterio.open(tmp / f"{name}.tif", "w", **profile)
     parameters: dict = {}
+    changed = 0
     try:
         for name in DAY_LAYERS:
             files[name].update_tags(units="days since 1970-01-01")
@@ -107,11 +108,24 @@ def _assemble_layers(grid: Grid, tiles: list[Tile], run_dir: Path, out: Path) ->
                 for name, dst in files.items():
                     dst.write(layers[name], 1, window=tile.core)
                 parameters = json.loads(str(layers["parameters"]))
+                changed += int(layers["persistent"].sum())
     finally:
         for dst in files.values():
             dst.close()
     tmp.rename(out)
-    return parameters
+    return {**parameters, "changed_fraction": changed / (grid.width * grid.height)}
+
+
+def detection_result(ws: Workspace, key: str, aoi: str) -> DetectResult:
+    """The time-series detection of the run ``key``, as :func:`sitewatch.detect.detect`
+    returns one."""
+    run_id = detect_run_id(key)
+    rows = ws.rows("rasters", "run_id = ?", (run_id,), order_by="fid")
+    layers = {r["kind"].removeprefix("change:"): ws.root / r["path"] for r in rows}
+    parameters = ws.rows("runs", "run_id = ?", (run_id,))[0]["parameters"]
+    return DetectResult(run_id, TIMESERIES, aoi, layers["onset"].parent, layers,
+                        rows[0]["properties"]["dates"], parameters.get("changed_fraction"),
+                        parameters)
 
 
 def _record(ws: Workspace, plan: StackPlan, stack_path: Path, detect_dir: Path,
@@ -145,7 +159,11 @@ def _record(ws: Workspace, plan: StackPlan, stack_path: Path, detect_dir: Path,
                            "epsg": grid.epsg, "bands": selection.band_names, **tiling},
             "inputs": {"aoi": aoi.name, "aoi_wkt": aoi.polygon.wkt,
                        "scenes": [s for o in plan.outcomes for s in o.scene_ids],
-                       "run_key": key},
+                       "run_key": key, "base_key": selection.base_key,
+                       "scene_fingerprints": fingerprints(selection.scenes),
+                       "reused": ({"stack_run": selection.previous.run_id,
+                                   "acquisitions": plan.reused}
+                                  if plan.reused else None)},
         })
         for name in LAYERS:
             txn.insert("rasters", {

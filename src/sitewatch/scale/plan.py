@@ -4,20 +4,28 @@ Everything :func:`sitewatch.stack.build_stack` decides from the whole AOI is dec
 so every tile applies the same ones and a site cut by a tile edge is the same on both sides:
 the scenes and bands, the grid, the reference acquisition, the acquisitions left out, each
 acquisition's co-registration shift and its radiometric normalisation. The passes are those of
-:mod:`sitewatch.stack.build` (survey and fits on decimated reads, shifts on a central window),
-so a plan costs a few reads of at most 1024 x 1024 pixels per acquisition whatever the AOI size.
+:mod:`sitewatch.stack.passes` (survey and fits on one decimated read per acquisition, shifts on
+a central window of at most 1024 x 1024 pixels).
 
 The *run key* names one result: a SHA-256 of the AOI, the scenes (ids and file fingerprints),
-the parameters and the sitewatch version. A new or changed scene changes it, so a run with new
-imagery recomputes the AOI while an unchanged AOI is skipped; a crashed run finds its finished
-tiles under the same key.
+the parameters and the sitewatch version. A new or changed scene changes it, so an unchanged
+AOI is skipped and a crashed run finds its finished tiles under the same key. The *base key* is
+the same hash without the scenes.
+
+**Incremental runs.** When the AOI's last finished stack has the same base key, all its scenes
+are still there unchanged, and every new scene is later than its last acquisition (the usual
+case of monitoring: new imagery arrives), the new plan keeps that stack's reference and its
+acquisitions' outcomes, surveys, co-registers and normalises only the new acquisitions, and its
+store starts as hard links to the old store's chunks (:func:`create_store`); the tiles then
+read only the new acquisitions from the imagery (:mod:`sitewatch.scale.work`). A backfilled or
+changed scene, or other parameters, recompute the AOI from the imagery.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +34,11 @@ import numpy as np
 import zarr
 
 from sitewatch import __version__
-from sitewatch.stack import build, output
+from sitewatch.stack import output, passes
 from sitewatch.stack.acquisition import Acquisition, group_acquisitions
 from sitewatch.stack.aoi import AOI
-from sitewatch.stack.build import AcquisitionOutcome
 from sitewatch.stack.grid import Grid, grid_for
+from sitewatch.stack.passes import AcquisitionOutcome
 from sitewatch.store import Workspace
 
 
@@ -64,6 +72,18 @@ class Selection:
     grid: Grid
     options: StackOptions
     key: str
+    base_key: str = ""
+    previous: PreviousStack | None = None
+
+
+@dataclass(frozen=True)
+class PreviousStack:
+    """A finished stack whose acquisitions a new plan keeps (see *Incremental runs* above)."""
+
+    run_id: str
+    path: Path  # its Zarr store
+    outcomes: list[dict]  # its acquisitions' outcomes (AcquisitionOutcome.to_dict), time order
+    reference: str  # its reference acquisition's key
 
 
 @dataclass
@@ -75,6 +95,8 @@ class StackPlan:
     outcomes: list[AcquisitionOutcome]
     reference: str
     fits: dict = field(default_factory=dict)  # acquisition key -> Normalisation
+    reused: int = 0  # leading kept acquisitions whose slices come from the previous store
+    previous_store: Path | None = None
 
     @property
     def kept(self) -> list[tuple[Acquisition, AcquisitionOutcome]]:
@@ -95,44 +117,126 @@ def select(ws: Workspace, aoi: AOI, options: StackOptions, extra: dict) -> Selec
 
     start = None if options.start is None else datetime.fromisoformat(options.start)
     end = None if options.end is None else datetime.fromisoformat(options.end)
-    scenes = build._select_scenes(ws, aoi, options.sensor, start, end)
-    band_names = build._common_bands(scenes, options.bands)
-    resolution = options.resolution or build._auto_resolution(scenes, band_names)
+    scenes = passes.select_scenes(ws, aoi, options.sensor, start, end)
+    band_names = passes.common_bands(scenes, options.bands)
+    resolution = options.resolution or passes.auto_resolution(scenes, band_names)
     grid = grid_for(aoi.polygon, resolution, options.epsg)
     document = {
         "aoi": aoi.name, "polygon": aoi.polygon.wkt, "version": __version__,
-        "scenes": sorted([s["scene_id"], s["fingerprint"]] for s in scenes),
+        "scenes": fingerprints(scenes),
         "bands": band_names, "grid": grid.to_dict(), "options": options.to_dict(), **extra,
     }
-    key = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
-    return Selection(aoi, scenes, band_names, grid, options, key)
+    key = _sha256(document)
+    base_key = _sha256({k: v for k, v in document.items() if k != "scenes"})
+    return Selection(aoi, scenes, band_names, grid, options, key, base_key,
+                     _previous_stack(ws, aoi, base_key, scenes))
 
 
-def plan_stack(selection: Selection) -> StackPlan:
-    """Survey, choose the reference, co-register and fit the normalisation (reads pixels;
-    runs on a worker)."""
+def fingerprints(scenes: list[dict]) -> list[list[str]]:
+    """Sorted ``[scene_id, fingerprint]`` pairs of ``scenes`` rows."""
+    return sorted([s["scene_id"], s["fingerprint"]] for s in scenes)
+
+
+def _sha256(document: dict) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _previous_stack(ws: Workspace, aoi: AOI, base_key: str,
+                    scenes: list[dict]) -> PreviousStack | None:
+    """The AOI's last finished stack with ``base_key``, if ``scenes`` only add later ones."""
+    runs = [r for r in ws.rows("runs", "stage = 'stack'", order_by="finished_at")
+            if r["inputs"].get("aoi") == aoi.name and r["inputs"].get("base_key") == base_key]
+    finished = {r["inputs"].get("stack_run") for r in ws.rows("runs", "stage = 'sites'")}
+    runs = [r for r in runs if r["run_id"] in finished]
+    if not runs:
+        return None
+    run = runs[-1]
+    rasters = ws.rows("rasters", "run_id = ? AND kind = 'stack'", (run["run_id"],))
+    if not rasters or not (ws.root / rasters[0]["path"]).is_dir():
+        return None
+    old = {tuple(pair) for pair in run["inputs"].get("scene_fingerprints", [])}
+    new = [s for s in scenes if (s["scene_id"], s["fingerprint"]) not in old]
+    outcomes = rasters[0]["properties"]["acquisitions"]
+    last_day = max(o["acquired"][:10] for o in outcomes)
+    current = {(s["scene_id"], s["fingerprint"]) for s in scenes}
+    if not old or not old < current or any(s["acquired"][:10] <= last_day for s in new):
+        return None
+    return PreviousStack(run["run_id"], ws.root / rasters[0]["path"], outcomes,
+                         rasters[0]["properties"]["reference"])
+
+
+#: A surveyed acquisition: its outcome so far and its preview (:func:`survey_acquisition`).
+Surveyed = tuple[AcquisitionOutcome, passes.Preview]
+
+
+def to_survey(selection: Selection) -> list[Acquisition]:
+    """The acquisitions a plan surveys: every one, or in an incremental run the previous
+    stack's reference and the new ones."""
+    acquisitions = group_acquisitions(selection.scenes)
+    if selection.previous is None:
+        return acquisitions
+    known = {o["key"] for o in selection.previous.outcomes}
+    return [a for a in acquisitions
+            if a.key == selection.previous.reference or a.key not in known]
+
+
+def survey_acquisition(selection: Selection, acquisition: Acquisition) -> Surveyed:
+    """:func:`sitewatch.stack.passes.survey` of one acquisition (one decimated read; a task of
+    its own, so the acquisitions of an AOI are surveyed in parallel)."""
+    outcomes, previews = passes.survey([acquisition], selection.band_names, selection.grid)
+    return outcomes[0], previews[acquisition.key]
+
+
+def plan_stack(selection: Selection, surveyed: dict[str, Surveyed] | None = None) -> StackPlan:
+    """Choose the reference, co-register and fit the normalisation, from the ``surveyed``
+    acquisitions of :func:`to_survey` by key (surveyed now when not given); only for the new
+    acquisitions in an incremental run. Reads pixels: runs on a worker."""
+    if surveyed is None:
+        surveyed = {a.key: survey_acquisition(selection, a) for a in to_survey(selection)}
+    previews = {key: preview for key, (_, preview) in surveyed.items()}
+    if selection.previous is not None:
+        return _plan_increment(selection, surveyed, previews)
     options, grid, band_names = selection.options, selection.grid, selection.band_names
     acquisitions = group_acquisitions(selection.scenes)
-    factor = max(1, math.ceil(max(grid.width, grid.height) / build.PREVIEW_SIZE))
-    outcomes, previews = build._survey(acquisitions, band_names, grid, factor,
-                                       lambda message, fraction: None)
-    ref_index = build._choose_reference(outcomes, options.reference)
-    for outcome in outcomes:
-        if (outcome.clear_fraction < options.min_clear_fraction
-                and outcome is not outcomes[ref_index]):
-            outcome.included = False
-            outcome.reason = (f"clear fraction {outcome.clear_fraction:.2f} below "
-                              f"{options.min_clear_fraction:.2f}")
+    outcomes = [surveyed[a.key][0] for a in acquisitions]
+    ref_index = passes.choose_reference(outcomes, options.reference)
+    passes.leave_out_unclear(outcomes, ref_index, options.min_clear_fraction)
     kept = [(a, o) for a, o in zip(acquisitions, outcomes, strict=True) if o.included]
     ref_acq = acquisitions[ref_index]
     if options.coregistration in ("global", "local"):
-        build._coregister(kept, ref_acq, band_names, grid, previews, factor,
+        passes.coregister(kept, ref_acq, band_names, grid, previews,
                           options.min_shift_confidence)
     fits = {}
     if options.normalisation != "none":
-        fits = build._fit_normalisation(kept, ref_acq, band_names, grid, previews, factor,
-                                        options.normalisation)
+        fits = passes.fit_normalisations(kept, ref_acq, band_names, previews,
+                                         options.normalisation)
     return StackPlan(selection, acquisitions, outcomes, outcomes[ref_index].key, fits)
+
+
+def _plan_increment(selection: Selection, surveyed: dict[str, Surveyed],
+                    previews: dict[str, passes.Preview]) -> StackPlan:
+    """The plan of an incremental run: the previous stack's decisions for its acquisitions,
+    the passes for the new ones against its reference."""
+    options, grid, band_names = selection.options, selection.grid, selection.band_names
+    previous = selection.previous
+    acquisitions = group_acquisitions(selection.scenes)
+    known = {o["key"]: o for o in previous.outcomes}
+    old = [AcquisitionOutcome(**{**known[a.key], "shift": tuple(known[a.key]["shift"])})
+           for a in acquisitions if a.key in known]
+    new = [a for a in acquisitions if a.key not in known]
+    ref_acq = next(a for a in acquisitions if a.key == previous.reference)
+    outcomes = [surveyed[a.key][0] for a in new]
+    passes.leave_out_unclear(outcomes, -1, options.min_clear_fraction)
+    kept = [(a, o) for a, o in zip(new, outcomes, strict=True) if o.included]
+    if options.coregistration in ("global", "local"):
+        passes.coregister(kept, ref_acq, band_names, grid, previews,
+                          options.min_shift_confidence)
+    fits = {}
+    if options.normalisation != "none":
+        fits = passes.fit_normalisations(kept, ref_acq, band_names, previews,
+                                         options.normalisation)
+    return StackPlan(selection, acquisitions, old + outcomes, previous.reference, fits,
+                     reused=sum(o.included for o in old), previous_store=previous.path)
 
 
 def create_store(plan: StackPlan, path: Path, chunk: int) -> None:
@@ -153,7 +257,21 @@ def create_store(plan: StackPlan, path: Path, chunk: int) -> None:
         metadata = json.loads(metadata_path.read_text())
         metadata["chunks"] = [*metadata["chunks"][:-2], chunk, chunk]
         metadata_path.write_text(json.dumps(metadata, indent=4))
+        if plan.reused:
+            _link_chunks(plan.previous_store / name, tmp / name, metadata, plan.reused)
     tmp.rename(path)
+
+
+def _link_chunks(source: Path, target: Path, metadata: dict, times: int) -> None:
+    """Hard-link the chunks of the first ``times`` time steps of the array ``source`` into
+    ``target`` (same chunking; chunk files are never rewritten, so sharing them is safe)."""
+    previous = json.loads((source / ".zarray").read_text())
+    if previous["chunks"] != metadata["chunks"] or previous["shape"][1:] != metadata["shape"][1:]:
+        raise RuntimeError(f"{source}: chunks {previous['chunks']} differ from the new "
+                           f"store's {metadata['chunks']}")
+    for chunk in source.iterdir():
+        if not chunk.name.startswith(".") and int(chunk.name.split(".")[0]) < times:
+            os.link(chunk, target / chunk.name)
 
 
 def open_store(path: Path) -> zarr.Group:

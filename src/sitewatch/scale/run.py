@@ -15,8 +15,11 @@ Workers read the imagery and write only files no other task writes (their chunks
 result file, each atomic); the client is the only writer of the GeoPackage. The tasks of all
 AOIs are in flight together, so a watch list of many small AOIs keeps every worker busy as well
 as one large AOI does. A crashed run, rerun, finds the plan and the finished tiles of the same
-run key and does only the rest; a run with a new scene has a new key and recomputes the AOI
-(the time-series test and the normalisation depend on every date).
+run key and does only the rest. A run after new imagery arrived has a new key; when the new
+scenes are all later than the AOI's last stack it is incremental: only the new acquisitions
+are read from the imagery, the earlier ones come from the previous stack
+(:mod:`sitewatch.scale.plan`), and the time-series test and sites are redone over the whole
+series (they depend on every date). Sites found again keep their ids.
 """
 
 from __future__ import annotations
@@ -27,15 +30,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sitewatch.detect import TIMESERIES, DetectResult, detect
 from sitewatch.scale.cluster import connect
-from sitewatch.scale.finalise import finalise, is_current
-from sitewatch.scale.plan import Selection, StackOptions, StackPlan, create_store, plan_stack
+from sitewatch.scale.finalise import detection_result, finalise, is_current, stack_run_id
+from sitewatch.scale.plan import (
+    Selection,
+    StackOptions,
+    StackPlan,
+    create_store,
+    plan_stack,
+    survey_acquisition,
+    to_survey,
+)
 from sitewatch.scale.plan import select as select_aoi
 from sitewatch.scale.tiles import Tile, chunk_side, tile_layout
 from sitewatch.scale.work import TileReport, process_tile
 from sitewatch.sites import SitesResult
 from sitewatch.stack.aoi import AOI
-from sitewatch.stack.build import _slug
+from sitewatch.stack.build import StackResult, slug
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 
@@ -55,18 +67,23 @@ class AOIJob:
     aoi: AOI
     options: StackOptions
     min_area_m2: float
+    methods: tuple[str, ...] = (TIMESERIES,)  # detections to run and report (see _finish)
     selection: Selection | None = None
     plan: StackPlan | None = None
     tiles: list[Tile] = field(default_factory=list)
     pending: set[str] = field(default_factory=set)
+    surveyed: dict = field(default_factory=dict)  # acquisition key -> plan.Surveyed
+    surveying: int = 0  # acquisitions whose survey was submitted
     reports: list[TileReport] = field(default_factory=list)
+    stack: StackResult | None = None
+    detections: list[DetectResult] = field(default_factory=list)
     sites: SitesResult | None = None
     up_to_date: bool = False  # its sites were current: nothing was run
     started: str = ""
 
     @property
     def run_dir(self) -> Path:
-        return self.workspace / SCALE_DIR / f"{_slug(self.aoi.name)}-{self.selection.key[:16]}"
+        return self.workspace / SCALE_DIR / f"{slug(self.aoi.name)}-{self.selection.key[:16]}"
 
 
 @dataclass
@@ -148,9 +165,12 @@ def run_jobs(jobs: Sequence[AOIJob], *, tile_px: int = TILE_PX, overlap_px: int 
                 _start_tiles(pool, job, pickle.loads(plan_file.read_bytes()), tile_px,
                              overlap_px, by_key)
             else:
-                key = f"plan-{n}-{job.selection.key[:16]}"
-                by_key[key] = job
-                pool.submit(key, plan_stack, job.selection)
+                acquisitions = to_survey(job.selection)
+                job.surveying = len(acquisitions)
+                for acquisition in acquisitions:
+                    key = f"survey-{n}-{acquisition.key}-{job.selection.key[:16]}"
+                    by_key[key] = job
+                    pool.submit(key, survey_acquisition, job.selection, acquisition)
         total = sum(len(job.tiles) for job in todo)
         done = 0
         for job in todo:
@@ -158,6 +178,13 @@ def run_jobs(jobs: Sequence[AOIJob], *, tile_px: int = TILE_PX, overlap_px: int 
                 _finish(job, tile_px, overlap_px, say)
         for key, result in pool.completed():
             job = by_key.pop(key)
+            if isinstance(result, tuple):  # one acquisition surveyed
+                job.surveyed[result[0].key] = result
+                if len(job.surveyed) == job.surveying:
+                    key = f"plan-{key.split('-')[1]}-{job.selection.key[:16]}"
+                    by_key[key] = job
+                    pool.submit(key, plan_stack, job.selection, job.surveyed)
+                continue
             if isinstance(result, StackPlan):
                 create_store(result, job.run_dir / "stack.zarr", chunk)
                 _write_atomic(job.run_dir / "plan.pkl", pickle.dumps(result))
@@ -192,11 +219,21 @@ def _start_tiles(pool, job: AOIJob, plan: StackPlan, tile_px: int, overlap_px: i
 
 
 def _finish(job: AOIJob, tile_px: int, overlap_px: int, say) -> None:
+    """Finalise ``job`` (:func:`sitewatch.scale.finalise.finalise`), then run the pairwise
+    methods it lists over the whole stack (windowed, in this process)."""
     say(f"{job.aoi.name}: assembling the layers and extracting sites")
+    key = job.selection.key
     with Workspace.open(job.workspace) as ws:
         job.sites = finalise(ws, job.plan, job.tiles, job.run_dir, job.started,
                              tile_px=tile_px, overlap_px=overlap_px,
                              min_area_m2=job.min_area_m2)
+        job.stack = StackResult.from_record(ws, stack_run_id(key), job.aoi)
+        for method in job.methods:
+            if method == TIMESERIES:
+                job.detections.append(detection_result(ws, key, job.aoi.name))
+            else:
+                say(f"{job.aoi.name}: detecting change ({method})")
+                job.detections.append(detect(ws, job.aoi.name, method=method))
     say(f"{job.aoi.name}: {len(job.sites.sites)} sites")
 
 

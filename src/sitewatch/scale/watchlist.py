@@ -70,7 +70,7 @@ def run_watch_list(
                     end=None if watch.end is None else watch.end.isoformat(),
                     coregistration=spec.coregistration, normalisation=spec.normalisation)
                 jobs.append(AOIJob(watch.workspace, _aoi_geometry(spec, ws), options,
-                                   spec.min_site_area_m2))
+                                   spec.min_site_area_m2, spec.methods))
     run = run_jobs(jobs, tile_px=tile_px, overlap_px=overlap_px, scheduler=scheduler,
                    workers=workers, on_progress=say)
     result = WatchListRun(watches, new, updated, run)

@@ -1,6 +1,7 @@
 """What a worker does with one tile: its part of the stack and its change layers.
 
-For every included acquisition the tile's outer window (core plus overlap) is read onto the
+For every included acquisition not stacked by a previous run (an incremental run reads those
+from the store's linked chunks) the tile's outer window (core plus overlap) is read onto the
 grid with the plan's shift, masked for clouds and shadows on the whole outer window, cropped to
 the core, normalised with the plan's fit and written into the AOI's stack store (the core's
 chunks belong to this tile alone). The core's time series, still in memory, then goes through
@@ -15,6 +16,7 @@ and 1024 px: 100 MB), plus one acquisition's outer window and the detection of o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -29,7 +31,8 @@ from sitewatch.detect.run import NO_DAY, TIMESERIES_BLOCK
 from sitewatch.detect.timeseries import detect_breaks
 from sitewatch.scale.plan import StackPlan, open_store
 from sitewatch.scale.tiles import Tile
-from sitewatch.stack import build, output
+from sitewatch.stack import output, passes
+from sitewatch.stack.output import CLEAR
 
 #: Change layers of the time-series detection, as :mod:`sitewatch.detect.run` stores them.
 LAYERS = {"onset": np.int32, "onset_earliest": np.int32, "onset_latest": np.int32,
@@ -83,32 +86,29 @@ def _stack_tile(plan: StackPlan, tile: Tile, store) -> tuple[np.ndarray, np.ndar
     grid, band_names = selection.grid, selection.band_names
     kept = plan.kept
     local = selection.options.coregistration == "local"
-    core, outer = tile.core, tile.outer
-    crop = (slice(core.row_off - outer.row_off, core.row_off - outer.row_off + core.height),
-            slice(core.col_off - outer.col_off, core.col_off - outer.col_off + core.width))
+    core = tile.core
     values = np.full((len(kept), len(band_names), core.height, core.width), np.nan, np.float32)
     clear = np.zeros((len(kept), core.height, core.width), bool)
     ref_acq = next(a for a, o in kept if o.key == plan.reference)
+    rows = slice(core.row_off, core.row_off + core.height)
+    cols = slice(core.col_off, core.col_off + core.width)
     for t, (acq, outcome) in enumerate(kept):
-        with acq.reader(band_names, grid, outcome.applied_shift) as reader:
-            data, ok = reader.read(outer)
-        masks = build._cloud_mask(acq, band_names, data, ok, grid.resolution)
-        cloud, shadow = masks.cloud, masks.shadow
-        if local and acq is not ref_acq:
-            with ref_acq.reader(band_names, grid) as ref_reader:
-                data, ok, cloud, shadow = build._local_correction(
-                    ref_reader, outer, band_names, data, ok & masks.clear,
-                    (data, ok, cloud, shadow), outcome, selection.options.min_shift_confidence)
-        data, ok = data[(slice(None), *crop)], ok[crop]
-        flags = np.full(ok.shape, build.CLEAR, np.uint8)
-        flags[shadow[crop]] = build.SHADOW
-        flags[cloud[crop]] = build.CLOUD
-        flags[~ok] = build.NODATA
-        if acq.key in plan.fits:
-            data = plan.fits[acq.key].apply(data)
-        output.write_block(store, t, core, data, flags)
+        if t < plan.reused:  # already stacked by the previous run: its linked chunks
+            values[t] = store["reflectance"][t, :, rows, cols]
+            clear[t] = store["mask"][t, rows, cols] == CLEAR
+            continue
+        with contextlib.ExitStack() as readers:
+            reader = readers.enter_context(acq.reader(band_names, grid, outcome.applied_shift))
+            ref_reader = None
+            if local and acq is not ref_acq:
+                ref_reader = readers.enter_context(ref_acq.reader(band_names, grid))
+            data, flags = passes.stack_window(
+                reader, acq, outcome, band_names, grid, tile.core, tile.outer,
+                fit=plan.fits.get(acq.key), ref_reader=ref_reader,
+                min_confidence=selection.options.min_shift_confidence)
+        output.write_block(store, t, tile.core, data, flags)
         values[t] = data
-        clear[t] = flags == build.CLEAR
+        clear[t] = flags == CLEAR
     return values, clear
 
 

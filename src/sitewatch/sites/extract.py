@@ -18,6 +18,8 @@
    observation.
 
 The sites of an AOI are replaced as a whole in one transaction: a re-run never leaves a mix.
+A site found again keeps its id (:mod:`sitewatch.sites.identity`), so analyst records stay on
+their site when new imagery arrives.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pyproj import Transformer
 
 from sitewatch import __version__
 from sitewatch.detect import TIMESERIES, detect, latest_stack
+from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
 from sitewatch.sites.measure import Measurements, measure
 from sitewatch.sites.polygons import change_polygons
@@ -109,6 +112,7 @@ def extract_sites(
             layers = _detect_layers(ws, aoi, stack, TIMESERIES, progress)
             sites, discarded = _series_sites(ws, layers, dataset, grid, places, borders,
                                              min_area_m2, aoi, progress)
+        carry_identities(ws, aoi, sites, grid.epsg)
         run_id = f"sites-{uuid.uuid4().hex[:12]}"
         result = SitesResult(aoi, run_id, grid.epsg, sites, discarded)
         _store(ws, result, stack, layers, started, min_area_m2)

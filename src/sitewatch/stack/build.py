@@ -1,24 +1,11 @@
-"""Build an analysis-ready stack: every acquisition of an AOI on one grid, co-registered,
-radiometrically normalised and masked, written window by window.
+"""Build an analysis-ready stack in one process: every acquisition of an AOI on one grid,
+co-registered, radiometrically normalised and masked, written window by window.
 
-The passes, for a chosen band set and grid:
-
-1. **Survey** (decimated reads, at most :data:`PREVIEW_SIZE` pixels a side): valid and clear
-   fraction of every acquisition; the reference acquisition is the clearest one unless given;
-   acquisitions whose clear fraction is below ``min_clear_fraction`` are left out, with the
-   reason recorded.
-2. **Co-registration** of each acquisition to the reference: a global sub-pixel shift by phase
-   correlation on gradient images of a central window (:mod:`sitewatch.stack.coregister`), applied
-   while warping so pixels are resampled once. Low-confidence shifts are not applied (warning).
-   With ``coregistration="local"`` a tiled shift field is then estimated block by block against
-   the reference and undoes what a single shift cannot (rotation, scale, terrain).
-3. **Normalisation** fitted on the decimated images of the valid, clear pixels of both dates
-   (:mod:`sitewatch.stack.normalise`; IR-MAD pseudo-invariant pixels or histogram matching).
-4. **Writing**, block by block (blocks sized from ``memory_mb``): warp, mask clouds and shadows
-   (:mod:`sitewatch.stack.clouds`) on the block plus a halo, normalise, store into Zarr.
-
-The Zarr store is written to a temporary directory and renamed into place; its record (grid,
-per-acquisition shifts, fits and exclusions) lands in the workspace in one transaction.
+The passes (selection, survey, co-registration, normalisation, windows) are those of
+:mod:`sitewatch.stack.passes`; this module runs them in order for one AOI, writes the windows
+(blocks sized from ``memory_mb``) into a Zarr store in a temporary directory, renames it into
+place and records it (grid, per-acquisition shifts, fits and exclusions) in the workspace in one
+transaction. :mod:`sitewatch.scale` runs the same passes tile by tile on a cluster.
 """
 
 from __future__ import annotations
@@ -27,13 +14,11 @@ import contextlib
 import math
 import shutil
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import shapely
 from pyproj import Transformer
@@ -42,74 +27,20 @@ from shapely.geometry import box
 
 from sitewatch import __version__
 from sitewatch.errors import SitewatchError
-from sitewatch.stack import output
-from sitewatch.stack.acquisition import Acquisition, group_acquisitions
+from sitewatch.stack import output, passes
+from sitewatch.stack.acquisition import group_acquisitions
 from sitewatch.stack.aoi import AOI
-from sitewatch.stack.clouds import CloudMask, cloud_mask
-from sitewatch.stack.coregister import (
-    CoregistrationWarning,
-    apply_shift,
-    estimate_shift,
-    estimate_shift_field,
-)
 from sitewatch.stack.grid import Grid, grid_for
-from sitewatch.stack.normalise import fit_normalisation
+from sitewatch.stack.passes import HALO, AcquisitionOutcome
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 
-#: Longest side (pixels) of the decimated survey images.
-PREVIEW_SIZE = 512
-#: Side (pixels) of the central window used to estimate each acquisition's shift.
-COREGISTRATION_WINDOW = 1024
-#: Extra pixels read around each block so cloud/shadow morphology is right at block edges.
-HALO = 64
 #: Zarr chunk side (pixels); blocks are multiples of it.
 CHUNK = 512
 #: Share (percent) of ``memory_mb`` given to GDAL's block cache; the rest sizes the blocks.
 GDAL_CACHE_SHARE = 20
-#: Pixel sizes (metres) that automatic resolutions are rounded to when within 10 %.
-STANDARD_RESOLUTIONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0,
-                        4.0, 5.0, 6.0, 7.5, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
-                        100.0, 250.0, 500.0, 1000.0)
-
-#: Smallest cloud object kept, m². On grids finer than :data:`VHR_PIXEL_M` metres bright roofs,
-#: concrete and fresh cleared ground pass the spectral cloud tests object by object; real clouds
-#: there are hectares wide, so the floor rises to :data:`VHR_MIN_CLOUD_AREA_M2`.
-MIN_CLOUD_AREA_M2 = 1000.0
-VHR_MIN_CLOUD_AREA_M2 = 10_000.0
-VHR_PIXEL_M = 2.0
-
-#: Mask values stored in the stack's ``mask`` variable.
-CLEAR, NODATA, CLOUD, SHADOW = 0, 1, 2, 3
-
 NORMALISATION_METHODS = ("irmad", "histogram", "none")
 COREGISTRATION_METHODS = ("global", "local", "none")
-
-
-@dataclass
-class AcquisitionOutcome:
-    """What the stack did with one acquisition."""
-
-    key: str
-    acquired: str
-    scene_ids: list[str]
-    valid_fraction: float
-    clear_fraction: float
-    included: bool = True
-    reason: str | None = None
-    shift: tuple[float, float] = (0.0, 0.0)
-    shift_confidence: float | None = None
-    shift_applied: bool = False
-    normalisation: dict | None = None
-    local_residual_px: float | None = None  # largest per-block median local shift, pixels
-
-    @property
-    def applied_shift(self) -> tuple[float, float]:
-        """The (dx, dy) pixels undone while warping: the estimate if confident, else zero."""
-        return self.shift if self.shift_applied else (0.0, 0.0)
-
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -131,6 +62,16 @@ class StackResult:
     def open(self):
         """The stack as a lazily loaded xarray Dataset."""
         return output.open_stack(self.path)
+
+    @classmethod
+    def from_record(cls, ws: Workspace, run_id: str, aoi: AOI) -> StackResult:
+        """The stack recorded by run ``run_id`` (its ``rasters`` row) in ``ws``."""
+        row = ws.rows("rasters", "run_id = ? AND kind = 'stack'", (run_id,))[0]
+        properties = row["properties"]
+        outcomes = [AcquisitionOutcome(**{**o, "shift": tuple(o["shift"])})
+                    for o in properties["acquisitions"]]
+        return cls(ws.root / row["path"], aoi, Grid(**properties["grid"]), properties["bands"],
+                   properties["reference"], run_id, outcomes)
 
 
 def build_stack(
@@ -173,39 +114,33 @@ def build_stack(
         # (rasterio takes this option in bytes).
         cleanup.enter_context(rasterio.Env(
             GDAL_CACHEMAX=max(32, memory_mb * GDAL_CACHE_SHARE // 100) * 2**20))
-        scenes = _select_scenes(ws, aoi, sensor, start, end)
-        band_names = _common_bands(scenes, bands)
-        resolution = resolution or _auto_resolution(scenes, band_names)
+        scenes = passes.select_scenes(ws, aoi, sensor, start, end)
+        band_names = passes.common_bands(scenes, bands)
+        resolution = resolution or passes.auto_resolution(scenes, band_names)
         grid = grid_for(aoi.polygon, resolution, epsg)
         acquisitions = group_acquisitions(scenes)
         run_id = f"stack-{uuid.uuid4().hex[:12]}"
         started = now_iso()
 
         progress("Surveying acquisitions", 0.0)
-        factor = max(1, math.ceil(max(grid.width, grid.height) / PREVIEW_SIZE))
-        outcomes, clear_previews = _survey(acquisitions, band_names, grid, factor, progress)
-        ref_index = _choose_reference(outcomes, reference)
-        for outcome in outcomes:
-            if outcome.clear_fraction < min_clear_fraction and outcome is not outcomes[ref_index]:
-                outcome.included = False
-                outcome.reason = (f"clear fraction {outcome.clear_fraction:.2f} below "
-                                  f"{min_clear_fraction:.2f}")
+        outcomes, previews = passes.survey(acquisitions, band_names, grid, progress)
+        ref_index = passes.choose_reference(outcomes, reference)
+        passes.leave_out_unclear(outcomes, ref_index, min_clear_fraction)
         kept = [(a, o) for a, o in zip(acquisitions, outcomes, strict=True) if o.included]
         ref_acq = acquisitions[ref_index]
 
         if coregistration in ("global", "local"):
             progress("Co-registering", 0.1)
-            _coregister(kept, ref_acq, band_names, grid, clear_previews, factor,
-                        min_shift_confidence)
+            passes.coregister(kept, ref_acq, band_names, grid, previews, min_shift_confidence)
         fits = {}
         if normalisation != "none":
             progress("Fitting radiometric normalisation", 0.2)
-            fits = _fit_normalisation(kept, ref_acq, band_names, grid, clear_previews, factor,
-                                      normalisation)
+            fits = passes.fit_normalisations(kept, ref_acq, band_names, previews,
+                                             normalisation)
 
         stacks_dir = ws.root / "rasters" / "stacks"
         stacks_dir.mkdir(parents=True, exist_ok=True)
-        final = stacks_dir / f"{_slug(aoi.name)}-{run_id}.zarr"
+        final = stacks_dir / f"{slug(aoi.name)}-{run_id}.zarr"
         tmp = stacks_dir / f".{final.name}.tmp"
         try:
             store = output.create(tmp, grid, band_names, [o for _, o in kept], aoi.name)
@@ -231,191 +166,6 @@ def build_stack(
             raise
         progress("Done", 1.0)
         return result
-
-
-# -- selection ------------------------------------------------------------------------------
-
-def _select_scenes(ws: Workspace, aoi: AOI, sensor: str | None, start, end) -> list[dict]:
-    rows = [r for r in ws.rows("scenes") if r["geom"].intersects(aoi.polygon)]
-    if start is not None:
-        rows = [r for r in rows if r["acquired"] >= start.strftime("%Y-%m-%dT%H:%M:%SZ")]
-    if end is not None:
-        rows = [r for r in rows if r["acquired"] <= end.strftime("%Y-%m-%dT%H:%M:%SZ")]
-    if not rows:
-        raise SitewatchError(f"no registered scene covers the AOI {aoi.name!r} (in the date "
-                             "range); ingest imagery of it first")
-    sensors = sorted({r["sensor"] or "unknown" for r in rows})
-    if sensor == "any":
-        return rows
-    if sensor is not None:
-        rows = [r for r in rows if (r["sensor"] or "unknown") == sensor]
-        if not rows:
-            raise SitewatchError(f"no {sensor} scene covers the AOI; sensors there: "
-                                 f"{', '.join(sensors)}")
-    elif len(sensors) > 1:
-        raise SitewatchError(f"scenes of several sensors cover the AOI ({', '.join(sensors)}); "
-                             "choose one with --sensor")
-    return rows
-
-
-def _common_bands(scenes: list[dict], wanted: Sequence[str] | None) -> list[str]:
-    common = [b["name"] for b in scenes[0]["bands"]]
-    for scene in scenes[1:]:
-        names = {b["name"] for b in scene["bands"]}
-        common = [name for name in common if name in names]
-    if wanted:
-        missing = [name for name in wanted if name not in common]
-        if missing:
-            raise SitewatchError(f"band(s) {missing} are not in every scene; common bands: "
-                                 f"{', '.join(common) or 'none'}")
-        return list(wanted)
-    if not common:
-        raise SitewatchError("the scenes share no band name; choose scenes of one sensor")
-    return common
-
-
-def _auto_resolution(scenes: list[dict], band_names: list[str]) -> float:
-    """The finest resolution among the bands, each band taken at its coarsest over scenes,
-    rounded to a standard pixel size when within 10 %."""
-    coarsest = {name: 0.0 for name in band_names}
-    for scene in scenes:
-        for band in scene["bands"]:
-            if band["name"] in coarsest:
-                coarsest[band["name"]] = max(coarsest[band["name"]], band["resolution_m"])
-    finest = min(coarsest.values())
-    nearest = min(STANDARD_RESOLUTIONS, key=lambda r: abs(math.log(r / finest)))
-    return nearest if abs(nearest / finest - 1) <= 0.1 else round(finest, 2)
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "aoi"
-
-
-# -- passes ---------------------------------------------------------------------------------
-
-def _band_dict(names: Sequence[str], data: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: data[i] for i, name in enumerate(names)}
-
-
-def _cloud_mask(acq: Acquisition, band_names, data, valid, pixel_size_m: float) -> CloudMask:
-    """Cloud and shadow masks of a block; none for 8-bit imagery.
-
-    8-bit products (aerial and VHR RGB deliveries) are display-stretched, not reflectance, so
-    the spectral thresholds do not apply; such imagery is also normally ordered cloud-free.
-    """
-    if all(band["dtype"] == "uint8" for scene in acq.scenes for band in scene["bands"]
-           if band["name"] in band_names):
-        empty = np.zeros(valid.shape, bool)
-        return CloudMask(empty, empty.copy(), None, "none (8-bit imagery)", valid=valid)
-    min_area = VHR_MIN_CLOUD_AREA_M2 if pixel_size_m < VHR_PIXEL_M else MIN_CLOUD_AREA_M2
-    return cloud_mask(_band_dict(band_names, data), pixel_size_m=pixel_size_m, valid=valid,
-                      min_cloud_area_m2=min_area, **acq.sun_angles)
-
-
-def _survey(acquisitions: list[Acquisition], band_names, grid: Grid, factor: int,
-            progress) -> tuple[list[AcquisitionOutcome], dict[str, np.ndarray]]:
-    """Valid and clear fractions from decimated reads; returns the outcomes and each
-    acquisition's clear mask at the decimated resolution (reused by the later passes)."""
-    outcomes, clear_previews = [], {}
-    for i, acq in enumerate(acquisitions):
-        progress(f"Surveying {acq.key}", 0.1 * i / len(acquisitions))
-        with acq.reader(band_names, grid) as reader:
-            data, valid = reader.read_decimated(factor)
-        mask = _cloud_mask(acq, band_names, data, valid, grid.resolution * factor)
-        clear = valid & mask.clear
-        clear_previews[acq.key] = clear
-        outcomes.append(AcquisitionOutcome(
-            key=acq.key, acquired=acq.acquired.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            scene_ids=acq.scene_ids, valid_fraction=float(valid.mean()),
-            clear_fraction=float(clear.mean()),
-        ))
-    return outcomes, clear_previews
-
-
-def _preview_to_window(preview: np.ndarray, factor: int, window: Window) -> np.ndarray:
-    """A decimated mask brought to the full-resolution pixels of ``window`` (nearest)."""
-    rows = np.minimum((window.row_off + np.arange(window.height)) // factor,
-                      preview.shape[0] - 1)
-    cols = np.minimum((window.col_off + np.arange(window.width)) // factor,
-                      preview.shape[1] - 1)
-    return preview[np.ix_(rows, cols)]
-
-
-def _choose_reference(outcomes: list[AcquisitionOutcome], reference: str | None) -> int:
-    if reference is not None:
-        for i, outcome in enumerate(outcomes):
-            if outcome.key.startswith(reference) or reference in outcome.scene_ids:
-                return i
-        raise SitewatchError(f"no acquisition {reference!r} in the AOI; acquisitions: "
-                             f"{', '.join(o.key for o in outcomes)}")
-    return max(range(len(outcomes)), key=lambda i: (outcomes[i].clear_fraction, -i))
-
-
-def _central_window(grid: Grid) -> Window:
-    width = min(grid.width, COREGISTRATION_WINDOW)
-    height = min(grid.height, COREGISTRATION_WINDOW)
-    return Window((grid.width - width) // 2, (grid.height - height) // 2, width, height)
-
-
-def _registration_image(band_names, data: np.ndarray) -> np.ndarray:
-    """The band used for co-registration: NIR if present (sharp, bright edges), else the mean."""
-    for name in ("B08", "nir", "B8A", "B04", "red"):
-        if name in band_names:
-            return data[band_names.index(name)]
-    return np.nanmean(data, axis=0)
-
-
-def _coregister(kept, ref_acq: Acquisition, band_names, grid: Grid, clear_previews, factor,
-                min_confidence) -> None:
-    window = _central_window(grid)
-    with ref_acq.reader(band_names, grid) as reader:
-        ref_data, ref_valid = reader.read(window)
-    ref_clear = ref_valid & _preview_to_window(clear_previews[ref_acq.key], factor, window)
-    ref_image = _registration_image(band_names, ref_data)
-    for acq, outcome in kept:
-        if acq is ref_acq:
-            outcome.shift_confidence, outcome.shift_applied = 1.0, False
-            continue
-        with acq.reader(band_names, grid) as reader:
-            data, valid = reader.read(window)
-        clear = valid & _preview_to_window(clear_previews[acq.key], factor, window)
-        if clear.mean() < 0.05 or ref_clear.mean() < 0.05:
-            outcome.reason = "too few clear pixels in the central window to co-register"
-            continue
-        shift = estimate_shift(ref_image, _registration_image(band_names, data),
-                               reference_valid=ref_clear, moving_valid=clear)
-        outcome.shift = (float(shift.dx), float(shift.dy))
-        outcome.shift_confidence = float(shift.confidence)
-        outcome.shift_applied = shift.confidence >= min_confidence
-        if not outcome.shift_applied:
-            warnings.warn(
-                f"{acq.key}: co-registration shift ({shift.dx:+.2f}, {shift.dy:+.2f}) px has "
-                f"confidence {shift.confidence:.2f} < {min_confidence:.2f}; not applied",
-                CoregistrationWarning, stacklevel=3,
-            )
-
-
-def _fit_normalisation(kept, ref_acq: Acquisition, band_names, grid: Grid, clear_previews,
-                       factor: int, method: str) -> dict:
-    with ref_acq.reader(band_names, grid) as reader:
-        ref_data, _ = reader.read_decimated(factor)
-    ref_clear = clear_previews[ref_acq.key]
-    fits = {}
-    for acq, outcome in kept:
-        if acq is ref_acq:
-            continue
-        with acq.reader(band_names, grid, outcome.applied_shift) as reader:
-            data, valid = reader.read_decimated(factor)
-        try:
-            fit = fit_normalisation(ref_data, data,
-                                    valid=ref_clear & valid & clear_previews[acq.key],
-                                    band_names=band_names, method=method)
-        except SitewatchError as exc:
-            outcome.reason = f"normalisation not fitted: {exc}"
-            continue
-        fits[acq.key] = fit
-        outcome.normalisation = fit.to_dict()
-    return fits
 
 
 def _block_side(n_bands: int, memory_mb: int) -> int:
@@ -446,55 +196,17 @@ def _write_blocks(store, kept, ref_acq, band_names, grid: Grid, fits, memory_mb,
                     done += 1
                     inner = Window(col, row, min(side, grid.width - col),
                                    min(side, grid.height - row))
-                    outer = _with_halo(inner, grid)
-                    data, valid = reader.read(outer)
-                    masks = _cloud_mask(acq, band_names, data, valid, grid.resolution)
-                    cloud, shadow = masks.cloud, masks.shadow
-                    if ref_reader is not None and acq is not ref_acq:
-                        data, valid, cloud, shadow = _local_correction(
-                            ref_reader, outer, band_names, data, valid & masks.clear,
-                            (data, valid, cloud, shadow), outcome, min_confidence)
-                    crop = (slice(inner.row_off - outer.row_off,
-                                  inner.row_off - outer.row_off + inner.height),
-                            slice(inner.col_off - outer.col_off,
-                                  inner.col_off - outer.col_off + inner.width))
-                    data, valid = data[(slice(None), *crop)], valid[crop]
-                    flags = np.full(valid.shape, CLEAR, np.uint8)
-                    flags[shadow[crop]] = SHADOW
-                    flags[cloud[crop]] = CLOUD
-                    flags[~valid] = NODATA
-                    if acq.key in fits:
-                        data = fits[acq.key].apply(data)
+                    data, flags = passes.stack_window(
+                        reader, acq, outcome, band_names, grid, inner,
+                        passes.with_halo(inner, grid), fit=fits.get(acq.key),
+                        ref_reader=ref_reader if acq is not ref_acq else None,
+                        min_confidence=min_confidence)
                     output.write_block(store, t, inner, data, flags)
 
 
-def _local_correction(ref_reader, window: Window, band_names, data, clear, layers, outcome,
-                      min_confidence):
-    """Undo the residual, spatially varying misregistration of one block (after the global
-    shift) with a tiled shift field estimated against the reference block."""
-    ref_data, ref_valid = ref_reader.read(window)
-    field = estimate_shift_field(_registration_image(band_names, ref_data),
-                                 _registration_image(band_names, data),
-                                 reference_valid=ref_valid, moving_valid=clear,
-                                 min_confidence=min_confidence)
-    if field.overall_confidence < min_confidence:
-        return layers
-    residual = float(np.median(np.hypot(field.dx, field.dy)))
-    outcome.local_residual_px = max(outcome.local_residual_px or 0.0, residual)
-    data, valid, cloud, shadow = layers
-    data = np.stack([apply_shift(band, field) for band in data])
-    valid = apply_shift(valid, field, order=0, cval=False) & np.isfinite(data).all(axis=0)
-    cloud = apply_shift(cloud, field, order=0, cval=False)
-    shadow = apply_shift(shadow, field, order=0, cval=False)
-    return data, valid, cloud, shadow
-
-
-def _with_halo(window: Window, grid: Grid) -> Window:
-    row0 = max(0, window.row_off - HALO)
-    col0 = max(0, window.col_off - HALO)
-    row1 = min(grid.height, window.row_off + window.height + HALO)
-    col1 = min(grid.width, window.col_off + window.width + HALO)
-    return Window(col0, row0, col1 - col0, row1 - row0)
+def slug(text: str) -> str:
+    """``text`` made safe as a file name (letters, digits, ``-`` and ``_``)."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "aoi"
 
 
 def _record(ws: Workspace, result: StackResult, started: str, parameters: dict) -> None:

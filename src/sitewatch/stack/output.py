@@ -30,6 +30,8 @@ from rasterio.windows import Window
 from sitewatch.stack.grid import Grid
 
 CHUNK = 512
+#: Values of the ``mask`` variable.
+CLEAR, NODATA, CLOUD, SHADOW = 0, 1, 2, 3
 MASK_MEANINGS = "clear nodata cloud cloud_shadow"
 
 

@@ -36,7 +36,7 @@ from PIL import Image
 
 from sitewatch.detect import latest_stack
 from sitewatch.report.figures import Crop, StackImagery, stretch
-from sitewatch.stack.build import CLEAR, CLOUD, NODATA, SHADOW
+from sitewatch.stack.output import CLEAR, CLOUD, NODATA, SHADOW
 from sitewatch.store import Workspace
 
 #: Largest side of a date picture, pixels; the default is the grid's larger side up to
