@@ -204,3 +204,16 @@ def test_simulated_stable_yard_does_not_break_late(simulated):
     late = result.onset_index[yard] >= 6
     print(f"stable yard: {late.mean():.1%} of {yard.sum()} pixels break in the last months")
     assert late.mean() < 0.1
+
+
+def test_quantiles_computed_once_per_distinct_argument_match_scipy():
+    from scipy import stats
+
+    from sitewatch.detect.timeseries import _isf
+
+    rng = np.random.default_rng(0)
+    candidates = rng.integers(1, 9, 5000)
+    dof = rng.integers(1, 12, 5000).astype(float)
+    expected = stats.f.isf(0.05 / (3 * candidates), 1, dof)
+    np.testing.assert_allclose(_isf(stats.f, 0.05 / (3 * candidates), 1, dof), expected,
+                               rtol=1e-12)

@@ -477,11 +477,16 @@ def _isf(distribution, q: np.ndarray, *shapes) -> np.ndarray:
     """``distribution.isf(q, *shapes)`` element-wise, computed once per distinct argument
     tuple: the arguments are small counts (dates, degrees of freedom) taking a handful of
     values over millions of pixels, and scipy's inverse survival functions are slow."""
-    columns = np.broadcast_arrays(np.asarray(q, np.float64),
-                                  *(np.asarray(a, np.float64) for a in shapes))
-    unique, inverse = np.unique(np.stack([c.ravel() for c in columns], axis=1), axis=0,
-                                return_inverse=True)
-    return distribution.isf(*unique.T)[inverse.ravel()].reshape(columns[0].shape)
+    arrays = np.broadcast_arrays(np.asarray(q, np.float64),
+                                 *(np.asarray(a, np.float64) for a in shapes))
+    columns = [a.ravel() for a in arrays]
+    code = np.zeros(columns[0].size, np.int64)
+    for column in columns:  # one integer per distinct tuple, by mixed radix
+        levels, index = np.unique(column, return_inverse=True)
+        code = code * len(levels) + index
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    values = distribution.isf(*(column[first] for column in columns))
+    return values[inverse].reshape(arrays[0].shape)
 
 
 def _outlier_date(scan: _Scan, clear: np.ndarray) -> np.ndarray:

@@ -142,17 +142,22 @@ class SceneReader:
         row0, col0 = int(np.floor(row)), int(np.floor(col))
         fy, fx = np.float32(row - row0), np.float32(col - col0)
         rows, cols = height + int(fy > 0), width + int(fx > 0)
-        values = np.zeros((len(indexes), rows, cols), np.float32)
-        valid = np.zeros((rows, cols), bool)
         r0, c0 = max(row0, 0), max(col0, 0)
         r1, c1 = min(row0 + rows, src.height), min(col0 + cols, src.width)
-        if r1 > r0 and c1 > c0:
-            part_window = Window(c0, r0, c1 - c0, r1 - r0)
-            inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
-            part = src.read(indexes, window=part_window, out_dtype=np.float32)
-            values[(slice(None), *inside)] = part
-            valid[inside] = _valid_pixels(src, indexes, part, part_window)
-        values[:, ~valid] = 0
+        part_window = Window(c0, r0, c1 - c0, r1 - r0)
+        if (r0, c0, r1, c1) == (row0, col0, row0 + rows, col0 + cols):  # inside the file
+            values = _read_blocks(src, indexes, part_window)
+            valid = _valid_pixels(src, indexes, values, part_window)
+        else:
+            values = np.zeros((len(indexes), rows, cols), np.float32)
+            valid = np.zeros((rows, cols), bool)
+            if r1 > r0 and c1 > c0:
+                inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
+                part = _read_blocks(src, indexes, part_window)
+                values[(slice(None), *inside)] = part
+                valid[inside] = _valid_pixels(src, indexes, part, part_window)
+        if fy > 0 or fx > 0:
+            values[:, ~valid] = 0  # invalid neighbours must not make NaN of valid pixels
         if fy > 0:
             values = (1 - fy) * values[:, :-1] + fy * values[:, 1:]
             valid = valid[:-1] & valid[1:]
@@ -220,6 +225,21 @@ class SceneReader:
             valid &= band_valid
         out[:, ~valid] = np.nan
         return out, valid
+
+
+def _read_blocks(src, indexes: list[int], window: Window) -> np.ndarray:
+    """Bands ``indexes`` of ``window`` as float32, read as the whole blocks of the file that it
+    touches and cropped when those cover at most four times its area: GDAL reads a window cut
+    across blocks of a pixel-interleaved GeoTIFF about half as fast as whole blocks."""
+    block_rows, block_cols = src.block_shapes[indexes[0] - 1]
+    r0, c0 = window.row_off // block_rows * block_rows, window.col_off // block_cols * block_cols
+    r1 = min(-(-(window.row_off + window.height) // block_rows) * block_rows, src.height)
+    c1 = min(-(-(window.col_off + window.width) // block_cols) * block_cols, src.width)
+    if (r1 - r0) * (c1 - c0) > 4 * window.width * window.height:
+        return src.read(indexes, window=window, out_dtype=np.float32)
+    blocks = src.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype=np.float32)
+    return blocks[:, window.row_off - r0:window.row_off - r0 + window.height,
+                  window.col_off - c0:window.col_off - c0 + window.width]
 
 
 def _valid_pixels(src, indexes: list[int], data: np.ndarray, window: Window) -> np.ndarray:
