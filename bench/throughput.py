@@ -6,7 +6,10 @@ date), block by block and deterministically; ingests it; then times, each in a f
 
 - the I/O floor: a plain read of every input pixel, block by block;
 - the pipeline in one process (``scheduler="inline"``), on a LocalCluster of 1 worker and of 2
-  workers (``--workers``).
+  workers (``--workers``);
+- with ``--workers incremental``: the last date arriving after a run of the others, in one
+  process (a fresh workspace gets the first dates and is run untimed; the last date is ingested
+  and the incremental run is timed).
 
 For each it prints the wall time, megapixels per second (grid pixels x dates / wall), the peak
 resident set of every process (client and workers) and the ratio to the I/O floor.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -93,10 +97,12 @@ def io_floor(paths: list[Path]) -> float:
 
 
 def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
-    """One pipeline run in this process; ``mode`` is ``inline`` or a worker count."""
+    """One pipeline run in this process; ``mode`` is ``inline``, ``incremental`` or a worker
+    count."""
     from pyproj import Transformer
     from shapely.geometry import box
 
+    import sitewatch
     from sitewatch.scale import INLINE, run_tiled
     from sitewatch.stack import AOI
 
@@ -106,19 +112,29 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
     south, north = NORTH - size * 10 + inset, NORTH - inset
     corners = [to_lonlat(x, y) for x, y in ((west, south), (east, north))]
     polygon = box(corners[0][0], corners[0][1], corners[1][0], corners[1][1])
-    started = time.perf_counter()
     aoi = AOI(f"bench-{mode}-{time.time_ns()}", polygon)  # a new AOI: never up to date
-    run = run_tiled(workspace, aoi, tile_px=tile_px, overlap_px=64,
-                    scheduler=INLINE if mode == "inline" else None,
-                    workers=None if mode == "inline" else int(mode))
+    scheduler = None if mode.isdigit() else INLINE
+    workers = int(mode) if mode.isdigit() else None
+    if mode == "incremental":
+        paths = sorted((workspace.parent / "imagery").glob("bench_*.tif"))
+        workspace = workspace.with_name(f"ws-{aoi.name}")
+        sitewatch.ingest(paths[:-1], workspace)
+        run_tiled(workspace, aoi, tile_px=tile_px, overlap_px=64, scheduler=INLINE)
+        sitewatch.ingest(paths[-1:], workspace)
+    started = time.perf_counter()
+    run = run_tiled(workspace, aoi, tile_px=tile_px, overlap_px=64, scheduler=scheduler,
+                    workers=workers)
     wall = time.perf_counter() - started
     job = run.jobs[0]
     grid = job.plan.selection.grid
     workers = {}
     for report in run.reports:
         workers[report.pid] = max(workers.get(report.pid, 0), report.peak_rss_bytes)
+    if mode == "incremental":
+        shutil.rmtree(workspace)
     return {"mode": mode, "wall_s": wall, "pixels": grid.width * grid.height,
             "dates": len(job.plan.kept), "sites": len(job.sites.sites),
+            "reused_dates": job.plan.reused,
             "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker_peak_rss_mb": sorted(v / 2**20 for v in workers.values())}
 
@@ -129,7 +145,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-throughput"))
     parser.add_argument("--tile-px", type=int, default=1024)
     parser.add_argument("--workers", default="inline,1,2",
-                        help="comma-separated runs: inline and/or worker counts")
+                        help="comma-separated runs: inline, incremental and/or worker counts")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workspace = args.out / "ws"
@@ -153,7 +169,9 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
         rate = result["pixels"] * result["dates"] / 1e6 / result["wall_s"]
-        print(f"{mode:>6}: wall {result['wall_s']:.1f} s, {rate:.2f} Mpx/s, "
+        reused = (f" (dates read: {result['dates'] - result['reused_dates']} of "
+                  f"{result['dates']})" if mode == "incremental" else "")
+        print(f"{mode:>6}{reused}: wall {result['wall_s']:.1f} s, {rate:.2f} Mpx/s, "
               f"{result['wall_s'] / floor:.1f}x the I/O floor, {result['sites']} sites, "
               f"peak RSS client {result['client_peak_rss_mb']:.0f} MB, workers "
               f"{', '.join(f'{v:.0f}' for v in result['worker_peak_rss_mb'])} MB")
