@@ -263,15 +263,19 @@ def create_store(plan: StackPlan, path: Path, chunk: int) -> None:
 
 
 def _link_chunks(source: Path, target: Path, metadata: dict, times: int) -> None:
-    """Hard-link the chunks of the first ``times`` time steps of the array ``source`` into
-    ``target`` (same chunking; chunk files are never rewritten, so sharing them is safe)."""
+    """Hard-link (or, where the file system cannot, copy) the chunks of the first ``times``
+    time steps of the array ``source`` into ``target`` (same chunking; chunk files are never
+    rewritten, so sharing them is safe)."""
     previous = json.loads((source / ".zarray").read_text())
     if previous["chunks"] != metadata["chunks"] or previous["shape"][1:] != metadata["shape"][1:]:
         raise RuntimeError(f"{source}: chunks {previous['chunks']} differ from the new "
                            f"store's {metadata['chunks']}")
     for chunk in source.iterdir():
         if not chunk.name.startswith(".") and int(chunk.name.split(".")[0]) < times:
-            os.link(chunk, target / chunk.name)
+            try:
+                os.link(chunk, target / chunk.name)
+            except OSError:  # a file system without hard links, or another device
+                shutil.copyfile(chunk, target / chunk.name)
 
 
 def open_store(path: Path) -> zarr.Group:
