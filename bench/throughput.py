@@ -164,10 +164,12 @@ def main() -> None:
     print(f"I/O floor: {floor:.1f} s to read {mpx:.0f} Mpx x {len(BANDS)} bands "
           f"({mpx / floor:.1f} Mpx/s)")
     for mode in args.workers.split(","):
-        out = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--out",
-                              str(args.out), "--tile-px", str(args.tile_px), "--measure", mode],
-                             check=True, capture_output=True, text=True).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        done = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--out",
+                               str(args.out), "--tile-px", str(args.tile_px), "--measure", mode],
+                              capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{mode}: the run failed\n{done.stderr[-4000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
         rate = result["pixels"] * result["dates"] / 1e6 / result["wall_s"]
         reused = (f" (dates read: {result['dates'] - result['reused_dates']} of "
                   f"{result['dates']})" if mode == "incremental" else "")

@@ -73,6 +73,12 @@ def test_decimated_read_is_the_block_average(scene, west):
     np.testing.assert_allclose(data[0][valid], expected[valid], atol=1e-6)
 
 
+def test_a_window_outside_the_file_is_all_invalid(scene):
+    with SceneReader(scene, ["B08"], GRID) as reader:
+        data, valid = reader.read(Window(140, 0, 10, 20))  # the grid runs past the file
+    assert data.shape == (1, 20, 10) and not valid.any() and np.isnan(data).all()
+
+
 def test_reprojected_band_still_goes_through_the_warper(scene):
     grid = Grid(epsg=32638, resolution=10.0, width=50, height=50, west=-100_000.0,
                 north=3_800_000.0)

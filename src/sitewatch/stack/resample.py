@@ -144,14 +144,15 @@ class SceneReader:
         rows, cols = height + int(fy > 0), width + int(fx > 0)
         r0, c0 = max(row0, 0), max(col0, 0)
         r1, c1 = min(row0 + rows, src.height), min(col0 + cols, src.width)
-        part_window = Window(c0, r0, c1 - c0, r1 - r0)
         if (r0, c0, r1, c1) == (row0, col0, row0 + rows, col0 + cols):  # inside the file
+            part_window = Window(c0, r0, c1 - c0, r1 - r0)
             values = _read_blocks(src, indexes, part_window)
             valid = _valid_pixels(src, indexes, values, part_window)
         else:
             values = np.zeros((len(indexes), rows, cols), np.float32)
             valid = np.zeros((rows, cols), bool)
-            if r1 > r0 and c1 > c0:
+            if r1 > r0 and c1 > c0:  # partly inside
+                part_window = Window(c0, r0, c1 - c0, r1 - r0)
                 inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
                 part = _read_blocks(src, indexes, part_window)
                 values[(slice(None), *inside)] = part
