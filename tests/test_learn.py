@@ -14,8 +14,13 @@ from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods  # noqa
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.learn import register_learned_method  # noqa: E402
 from sitewatch.learn.data import PatchSampler, read_levir, read_oscd_city  # noqa: E402
-from sitewatch.learn.infer import load_model, predict_probability  # noqa: E402
-from sitewatch.learn.train import train  # noqa: E402
+from sitewatch.learn.infer import (  # noqa: E402
+    input_statistics,
+    load_model,
+    predict_probability,
+    predict_to_raster,
+)
+from sitewatch.learn.train import Recipe, dice_loss, fit, train  # noqa: E402
 
 
 def _synthetic_pair(rng, size=48):
@@ -65,6 +70,7 @@ def test_training_lowers_the_loss_and_writes_weights_card_and_log(trained):
     assert float(rows[-1]["patches_per_s"]) > 0
     card = trained.card.read_text()
     assert "tile5" in card and "--val-city tile5" in card and "| seed | 0 |" in card
+    assert "--loss bce+dice" in card and "--widths 8,16,32" in card
     assert trained.train_pairs == ["tile0", "tile1", "tile2", "tile3", "tile4"]
     assert 0 <= trained.validation["f1"] <= 1
 
@@ -180,3 +186,83 @@ def test_unknown_layout_and_validation_city_are_user_errors(levir_dir, tmp_path)
         train(levir_dir, "xbd", tmp_path, epochs=1)
     with pytest.raises(SitewatchError, match="nowhere"):
         train(levir_dir, "levir", tmp_path, epochs=1, val_cities=["nowhere"])
+
+
+def test_dice_loss_is_zero_for_a_perfect_prediction_and_high_for_the_opposite():
+    truth = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert dice_loss(torch.tensor([20.0, 20.0, -20.0, -20.0]), truth) < 1e-3
+    assert dice_loss(torch.tensor([-20.0, -20.0, 20.0, 20.0]), truth) > 0.6
+
+
+def test_dihedral_averaging_commutes_with_rotation(trained):
+    model = load_model(trained.weights, device="cpu")
+    rng = np.random.default_rng(4)
+    before = rng.uniform(0.2, 0.6, (3, 40, 40)).astype(np.float32)
+    after = before.copy()
+    after[:, 5:15, 20:35] += 0.4
+    valid = np.ones((40, 40), bool)
+    kwargs = dict(mean=model.mean, std=model.std, tta=True)
+    plain = predict_probability(model.network, before, after, valid, **kwargs)
+    turned = predict_probability(model.network, np.rot90(before, 1, (1, 2)).copy(),
+                                 np.rot90(after, 1, (1, 2)).copy(), valid, **kwargs)
+    np.testing.assert_allclose(np.rot90(plain), turned, atol=1e-5)
+    single = predict_probability(model.network, before, after, valid, mean=model.mean,
+                                 std=model.std)
+    assert not np.allclose(plain, single, atol=1e-5)
+
+
+def test_fit_on_pairs_in_memory_rejects_an_unknown_loss(levir_dir, tmp_path):
+    pairs = read_levir(levir_dir)
+    with pytest.raises(SitewatchError, match="unknown loss"):
+        fit(pairs, tmp_path, Recipe(loss="hinge"))
+
+
+def test_predict_to_raster_streams_blocks_like_whole_image_inference(trained, tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    model = load_model(trained.weights, device="cpu")
+    rng = np.random.default_rng(5)
+    before = rng.uniform(0.2, 0.6, (3, 90, 110)).astype(np.float32)
+    after = before.copy()
+    after[:, 30:60, 40:80] += 0.3
+    paths = []
+    for name, image in (("before", before), ("after", after)):
+        digital = np.round(image * 10_000).astype(np.uint16)
+        digital[:, :4, :] = 0  # nodata rows
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=110, height=90, count=3,
+                           dtype="uint16", nodata=0, crs="EPSG:32631",
+                           transform=from_origin(500_000, 5_000_000, 10, 10)) as dst:
+            dst.write(digital)
+            dst.scales = (1e-4,) * 3
+            dst.descriptions = ("blue", "green", "red")  # reversed: found by name
+        paths.append(path)
+    out = predict_to_raster(*paths, tmp_path / "out" / "p.tif", model, block=48, tile=64,
+                            overlap=32)
+    with rasterio.open(out) as src:
+        probability = src.read(1)
+        assert src.crs.to_epsg() == 32631 and float(src.tags()["threshold"]) == model.threshold
+    assert np.isnan(probability[:4]).all() and np.isfinite(probability[4:]).all()
+    valid = np.ones((90, 110), bool)
+    valid[:4] = False
+    mean, std = input_statistics(model, before[::-1], after[::-1], valid)
+    whole = predict_probability(model.network, before[::-1], after[::-1], valid, mean=mean,
+                                std=std, tile=128, tta=model.tta)
+    # blocks see less context than the whole image: differences only near block edges
+    assert np.abs(probability[4:] - whole[4:]).max() < 0.2
+    assert np.abs(probability[4:] - whole[4:]).mean() < 0.01
+    assert [p.name for p in out.parent.iterdir()] == ["p.tif"]
+
+
+def test_date_normalisation_ignores_a_gain_and_offset_of_the_after_date(trained, levir_dir,
+                                                                        monkeypatch):
+    monkeypatch.setenv("SITEWATCH_MODEL", str(trained.weights))
+    register_learned_method()
+    assert load_model(trained.weights).normalise == "date"
+    pair = read_levir(levir_dir)[5]
+    valid = np.ones(pair.truth.shape, bool)
+    method = pairwise_methods()["learned"]
+    plain = method(pair.before, pair.after, valid, ["red", "green", "blue"], 0.5)
+    brighter = method(pair.before, 1.3 * pair.after + 0.05, valid, ["red", "green", "blue"], 0.5)
+    np.testing.assert_allclose(plain.score, brighter.score, atol=1e-4)

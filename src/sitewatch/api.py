@@ -239,22 +239,24 @@ def watch_run_scaled(watch_files: PathLike | Sequence[PathLike], *,
 
 
 def train(dataset_dir: PathLike, out_dir: PathLike, *, layout: str = "oscd",
-          bands: Sequence[str] | None = None, epochs: int = 30,
-          steps_per_epoch: int | None = None, patch: int = 64, batch: int = 16,
-          lr: float = 1e-3, seed: int = 0, val_cities: Sequence[str] = (),
-          device: str | None = None) -> TrainResult:
+          bands: Sequence[str] | None = None, val_cities: Sequence[str] = (),
+          device: str | None = None, **recipe) -> TrainResult:
     """Train the learned change model on an OSCD- or LEVIR-layout dataset (``sitewatch
-    train``); writes model.pt, model-card.md and train-log.csv into ``out_dir``. Use the
+    train``); writes model.pt, model-card.md and train-log.csv into ``out_dir``. ``recipe``:
+    fields of :class:`sitewatch.learn.train.Recipe` (epochs, lr, loss, widths, ...). Use the
     weights with ``SITEWATCH_MODEL=out_dir/model.pt`` and ``--method learned``."""
     from sitewatch.learn import register_learned_method
 
     if not register_learned_method():
         raise SitewatchError("training needs PyTorch: pip install 'sitewatch[ml]' (torch 2.13.0)")
+    from sitewatch.learn.train import Recipe
     from sitewatch.learn.train import train as _train
 
-    return _train(dataset_dir, layout, out_dir, bands=bands, epochs=epochs, patch=patch,
-                  batch=batch, lr=lr, seed=seed, val_cities=val_cities, device=device,
-                  steps_per_epoch=steps_per_epoch)
+    unknown = sorted(set(recipe) - set(Recipe.__dataclass_fields__))
+    if unknown:
+        raise SitewatchError(f"unknown training setting(s) {unknown}")
+    return _train(dataset_dir, layout, out_dir, bands=bands, val_cities=val_cities,
+                  device=device, **recipe)
 
 
 def report(workspace: PathLike, out_dir: PathLike, *, aoi: str | None = None,

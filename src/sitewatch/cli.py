@@ -404,24 +404,47 @@ def train(
     layout: Annotated[str, typer.Option(help="oscd or levir.")] = "oscd",
     bands: Annotated[str | None, typer.Option(help="Comma-separated band names (default: "
                                               "all of the layout).")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="Optimisation steps per epoch "
-                                                        "(default: one pass).")] = None,
-    patch: Annotated[int, typer.Option(help="Patch side, pixels (multiple of 4).")] = 64,
-    batch: Annotated[int, typer.Option(help="Patches per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     val_city: Annotated[list[str] | None, typer.Option(help="Held-out city (repeat for "
                                                        "more).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when "
                                                "present).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs [30].")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Optimisation steps per epoch "
+                                                        "[one pass over the pixels].")] = None,
+    patch: Annotated[int | None, typer.Option(help="Patch side, pixels (multiple of 4) "
+                                              "[64].")] = None,
+    batch: Annotated[int | None, typer.Option(help="Patches per step [16].")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate [3e-3].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay "
+                                                       "[1e-4].")] = None,
+    loss: Annotated[str | None, typer.Option(help="bce or bce+dice [bce+dice].")] = None,
+    normalise: Annotated[str | None, typer.Option(help="Input standardisation: date (each "
+                                                  "date by its own statistics) or dataset "
+                                                  "[date].")] = None,
+    widths: Annotated[str | None, typer.Option(help="Channels per scale, comma-separated "
+                                               "[16,32,64].")] = None,
+    gain_jitter: Annotated[float | None, typer.Option(help="After-date gain jitter "
+                                                      "[0.05].")] = None,
+    offset_jitter: Annotated[float | None, typer.Option(help="After-date offset jitter "
+                                                        "[0.01].")] = None,
+    max_shift: Annotated[int | None, typer.Option(help="Largest misregistration "
+                                                  "augmentation, pixels [1].")] = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Average predictions over "
+                                             "flips and rotations [no].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
 ) -> None:
-    """Train the learned change model (needs the [ml] extra: PyTorch)."""
+    """Train the learned change model (needs the [ml] extra: PyTorch). Unset options take the
+    recipe's defaults, shown in brackets."""
+    recipe = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": patch,
+              "batch": batch, "lr": lr, "weight_decay": weight_decay, "loss": loss,
+              "normalise": normalise, "gain_jitter": gain_jitter, "offset_jitter": offset_jitter,
+              "max_shift": max_shift, "tta": tta, "seed": seed,
+              "widths": tuple(int(w) for w in widths.split(",")) if widths else None}
     with _progress("Training the change model"):
         result = api.train(dataset_dir, out_dir, layout=layout,
-                           bands=bands.split(",") if bands else None, epochs=epochs,
-                           steps_per_epoch=steps_per_epoch, patch=patch, batch=batch, lr=lr,
-                           seed=seed, val_cities=val_city or (), device=device)
+                           bands=bands.split(",") if bands else None,
+                           val_cities=val_city or (), device=device,
+                           **{k: v for k, v in recipe.items() if v is not None})
     out.print(f"weights -> {result.weights}\ncard -> {result.card}\nlog -> {result.log}")
     if result.validation:
         v = result.validation

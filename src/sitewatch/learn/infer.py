@@ -10,6 +10,8 @@ processed tile by tile (memory bounded by the tile size, not the image size); ov
 are blended with raised-cosine weights that fall towards a tile's inner edges, so tile seams do
 not show (the usual overlap-tile strategy of Ronneberger et al. 2015, with soft instead of hard
 borders). The network runs on the GPU when PyTorch sees one, on the CPU otherwise.
+:func:`predict_to_raster` streams two rasters on disk block by block into a probability GeoTIFF,
+for images too large for memory (a whole Sentinel-2 granule).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
+import torch.nn.functional as F
+from rasterio.windows import Window
 
 from sitewatch.detect.base import ChangeResult, binary_map, register
 from sitewatch.errors import SitewatchError
@@ -36,6 +42,15 @@ PACKAGED_MODEL = Path(__file__).with_name("model.pt")
 FORMAT_VERSION = 1
 #: Default tile side and overlap between neighbouring tiles (pixels).
 TILE, OVERLAP = 256, 32
+#: Default side of the blocks :func:`predict_to_raster` reads and writes (pixels).
+BLOCK = 1024
+#: Input standardisations: ``"dataset"`` subtracts the training data's per-band mean and divides
+#: by its standard deviation; ``"date"`` uses each date's own per-band mean and standard deviation
+#: over the pixels usable on both dates (invariant to per-band gain and offset differences
+#: between the dates, e.g. season or atmosphere).
+NORMALISATIONS = ("dataset", "date")
+#: Pixels per side of the subsampled image :func:`predict_to_raster` takes date statistics from.
+STATISTICS_SIDE = 1024
 
 
 @dataclass
@@ -49,7 +64,8 @@ class TrainedModel:
     bands
         Band names the network reads, in order.
     mean, std
-        Per-band reflectance statistics of the training data; inputs are standardised with them.
+        Per-band reflectance statistics of the training data; with ``normalise="dataset"``
+        inputs are standardised with them.
     threshold
         Probability above which a pixel is called changed.
     pixel_size_m
@@ -58,6 +74,11 @@ class TrainedModel:
         The weights file and its SHA-256 digest (hex).
     device
         Torch device name (``"cpu"`` or ``"cuda"``).
+    tta
+        Whether predictions average the 8 flips and 90-degree rotations of the input (see
+        :func:`predict_probability`).
+    normalise
+        Input standardisation, one of :data:`NORMALISATIONS`.
     """
 
     network: SiameseUNet
@@ -69,6 +90,8 @@ class TrainedModel:
     path: Path
     sha256: str
     device: str
+    tta: bool = False
+    normalise: str = "dataset"
 
 
 def default_device() -> str:
@@ -92,7 +115,8 @@ def model_path() -> Path:
 
 
 def checkpoint(network: SiameseUNet, bands: Sequence[str], mean: np.ndarray, std: np.ndarray,
-               threshold: float, pixel_size_m: float) -> dict:
+               threshold: float, pixel_size_m: float, tta: bool = False,
+               normalise: str = "dataset") -> dict:
     """Everything a weights file holds (what :func:`load_model` reads back)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -104,6 +128,8 @@ def checkpoint(network: SiameseUNet, bands: Sequence[str], mean: np.ndarray, std
         "std": [float(v) for v in std],
         "threshold": float(threshold),
         "pixel_size_m": float(pixel_size_m),
+        "tta": bool(tta),
+        "normalise": normalise,
     }
 
 
@@ -133,7 +159,9 @@ def _load(path: Path, mtime_ns: int, device: str) -> TrainedModel:
                         std=np.asarray(record["std"], np.float32),
                         threshold=float(record["threshold"]),
                         pixel_size_m=float(record["pixel_size_m"]), path=path,
-                        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), device=device)
+                        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), device=device,
+                        tta=bool(record.get("tta", False)),
+                        normalise=str(record.get("normalise", "dataset")))
 
 
 def _starts(size: int, tile: int, overlap: int, stride: int) -> list[int]:
@@ -160,15 +188,59 @@ def _blend_weights(start: int, length: int, size: int, overlap: int) -> np.ndarr
     return weights
 
 
+def image_statistics(image: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation (floored at 1e-6) of a (bands, rows, cols) image
+    over its ``usable`` pixels."""
+    samples = image[:, usable]
+    if not samples.shape[1]:
+        return np.zeros(len(image), np.float32), np.ones(len(image), np.float32)
+    return (samples.mean(axis=1, dtype=np.float64).astype(np.float32),
+            np.maximum(samples.std(axis=1, dtype=np.float64), 1e-6).astype(np.float32))
+
+
+def input_statistics(model: TrainedModel, before: np.ndarray, after: np.ndarray,
+                     usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2, bands) mean and standard deviation to standardise ``before`` and ``after`` with, as
+    the model's normalisation (:data:`NORMALISATIONS`) asks."""
+    if model.normalise == "date":
+        stats = [image_statistics(image, usable) for image in (before, after)]
+        return np.stack([m for m, _ in stats]), np.stack([s for _, s in stats])
+    return np.stack([model.mean, model.mean]), np.stack([model.std, model.std])
+
+
 def standardise(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(bands, rows, cols) reflectance to zero-mean unit-variance inputs; NaN becomes 0 (the
     training mean)."""
     return np.nan_to_num((image - mean[:, None, None]) / std[:, None, None], nan=0.0)
 
 
+def _dihedral_logits(network: SiameseUNet, before: torch.Tensor,
+                     after: torch.Tensor) -> torch.Tensor:
+    """Mean logits over the 8 symmetries of the square (4 rotations, each with and without a
+    flip): each transformed pair is predicted and transformed back, in one batch."""
+    variants = [(turns, flip) for turns in range(4) for flip in (False, True)]
+
+    def forward(x, turns, flip):
+        x = torch.rot90(x, turns, dims=(-2, -1))
+        return torch.flip(x, dims=(-1,)) if flip else x
+
+    def inverse(x, turns, flip):
+        x = torch.flip(x, dims=(-1,)) if flip else x
+        return torch.rot90(x, -turns, dims=(-2, -1))
+
+    square = max(before.shape[-2:])
+    padding = (0, square - before.shape[-1], 0, square - before.shape[-2])
+    before, after = (F.pad(x, padding) for x in (before, after))
+    logits = network(torch.cat([forward(before, *v) for v in variants]),
+                     torch.cat([forward(after, *v) for v in variants]))
+    restored = [inverse(logits[k:k + 1], *v) for k, v in enumerate(variants)]
+    return torch.cat(restored).mean(dim=0, keepdim=True)
+
+
 def predict_probability(network: SiameseUNet, before: np.ndarray, after: np.ndarray,
                         valid: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
-                        tile: int = TILE, overlap: int = OVERLAP) -> np.ndarray:
+                        tile: int = TILE, overlap: int = OVERLAP,
+                        tta: bool = False) -> np.ndarray:
     """Change probability (rows, cols) float32 of an image pair, computed tile by tile.
 
     Parameters
@@ -181,30 +253,40 @@ def predict_probability(network: SiameseUNet, before: np.ndarray, after: np.ndar
     valid
         (rows, cols) bool, True where both dates are usable.
     mean, std
-        Per-band statistics of the training data (reflectance) used to standardise the inputs.
+        Per-band reflectance statistics the inputs are standardised with: (bands,) for both
+        dates or (2, bands), one row per date (see :func:`input_statistics`).
     tile, overlap
         Tile side and minimum overlap of neighbouring tiles (pixels); ``tile`` is rounded up to
         a multiple of the network's stride. Memory use grows with ``tile**2``, not image size.
+    tta
+        Test-time augmentation: average the logits over the 8 flips and 90-degree rotations
+        of each tile (8 times the computation). Averaging predictions over flipped inputs is
+        the test-time augmentation of Krizhevsky, Sutskever & Hinton (2012, NeurIPS) and
+        Simonyan & Zisserman (2015, ICLR); overhead imagery has no preferred orientation, so
+        all 8 symmetries of the square apply.
     """
     stride = network.stride
     device = next(network.parameters()).device
     tile = -(-int(tile) // stride) * stride
     overlap = min(-(-int(overlap) // stride) * stride, tile // 2)
     rows, cols = valid.shape
+    means = np.broadcast_to(np.asarray(mean, np.float32), (2, len(before)))
+    stds = np.broadcast_to(np.asarray(std, np.float32), (2, len(before)))
     total = np.zeros((rows, cols), np.float32)
     weight_sum = np.zeros((rows, cols), np.float32)
     for top in _starts(rows, tile, overlap, stride):
         for left in _starts(cols, tile, overlap, stride):
             window = np.s_[top:top + tile, left:left + tile]
             inside = valid[window]
-            pair = [np.where(inside, standardise(image[(slice(None), *window)], mean, std),
+            pair = [np.where(inside, standardise(image[(slice(None), *window)], m, s),
                              0.0).astype(np.float32)
-                    for image in (before, after)]
+                    for image, m, s in zip((before, after), means, stds, strict=True)]
             height, width = inside.shape
             padding = ((0, 0), (0, -height % stride), (0, -width % stride))
             tensors = [torch.from_numpy(np.pad(x, padding)[None]).to(device) for x in pair]
             with torch.inference_mode():
-                logits = network(*tensors)[0, 0, :height, :width]
+                logits = (_dihedral_logits(network, *tensors) if tta
+                          else network(*tensors))[0, 0, :height, :width]
             probability = torch.sigmoid(logits).float().cpu().numpy()
             weights = np.outer(_blend_weights(top, height, rows, overlap),
                                _blend_weights(left, width, cols, overlap))
@@ -229,13 +311,137 @@ def learned(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
                              model.path)
     index = [list(band_names).index(b) for b in model.bands]
     usable = valid & np.isfinite(before[index]).all(axis=0) & np.isfinite(after[index]).all(axis=0)
+    mean, std = input_statistics(model, before[index], after[index], usable)
     probability = predict_probability(model.network, before[index], after[index], usable,
-                                      mean=model.mean, std=model.std)
+                                      mean=mean, std=std, tta=model.tta)
     score = np.where(usable, probability, np.nan).astype(np.float32)
     return ChangeResult(score=score, change=binary_map(score, usable, model.threshold),
                         threshold=model.threshold, method="learned",
                         parameters={"model": str(model.path), "model_sha256": model.sha256,
                                     "bands": model.bands, "tile": TILE, "overlap": OVERLAP,
-                                    "device": model.device,
+                                    "device": model.device, "tta": model.tta,
+                                    "normalise": model.normalise,
                                     "model_pixel_size_m": model.pixel_size_m,
                                     "pixel_size_m": float(pixel_size_m)})
+
+
+def _band_indexes(src, bands: Sequence[str], path: Path) -> list[int]:
+    """1-based indexes of ``bands`` in a raster, by band description; a raster without
+    descriptions must have exactly the model's bands, in its order."""
+    names = list(src.descriptions)
+    if all(names):
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise SitewatchError(f"the change model needs bands {', '.join(bands)}; the raster "
+                                 f"lacks {', '.join(missing)} (it has {', '.join(names)})", path)
+        return [names.index(b) + 1 for b in bands]
+    if src.count != len(bands):
+        raise SitewatchError(f"the raster has {src.count} unnamed bands; the change model needs "
+                             f"{len(bands)} ({', '.join(bands)})", path)
+    return list(range(1, len(bands) + 1))
+
+
+def _read_reflectance(src, indexes: list[int], window: Window | None = None,
+                      shape: tuple[int, int] | None = None) -> np.ndarray:
+    """(bands, rows, cols) float32 reflectance of a window (default: the whole raster, resampled
+    to ``shape`` when given): stored value x scale + offset (the GDAL band scale and offset),
+    NaN at the nodata value."""
+    out_shape = (len(indexes), *shape) if shape else None
+    data = src.read(indexes, window=window, out_shape=out_shape, masked=True)
+    scales = np.array([src.scales[i - 1] for i in indexes], np.float32)[:, None, None]
+    offsets = np.array([src.offsets[i - 1] for i in indexes], np.float32)[:, None, None]
+    return (data.astype(np.float32) * scales + offsets).filled(np.nan)
+
+
+def predict_to_raster(before_path: str | Path, after_path: str | Path, out_path: str | Path,
+                      model: TrainedModel | None = None, *, block: int = BLOCK,
+                      tile: int = TILE, overlap: int = OVERLAP) -> Path:
+    """Change probability of two co-registered rasters, streamed block by block to a GeoTIFF.
+
+    Memory is bounded by ``block`` (a few hundred MB for 13 bands at the default), not by the
+    raster size: each block is read from both files with a margin of ``overlap`` pixels of
+    context on every side, predicted tile by tile (:func:`predict_probability`) and its interior
+    written out.
+
+    Parameters
+    ----------
+    before_path, after_path
+        Rasters on the same grid (size, transform, CRS) holding the model's bands: found by band
+        description, else all bands in the model's order. Reflectance is the stored value times
+        the band's scale plus its offset (e.g. Sentinel-2 digital numbers with scale 1e-4);
+        nodata pixels are not predicted. With the ``"date"`` normalisation the per-date
+        statistics come from both rasters subsampled to about :data:`STATISTICS_SIDE` pixels a
+        side.
+    out_path
+        Output GeoTIFF (replaced atomically): one float32 band, probability of change 0..1, NaN
+        where either date has no data; the model's threshold is in the tag ``threshold``.
+    model
+        The network to run (default: :func:`load_model` of :func:`model_path`).
+    block, tile, overlap
+        Side of the blocks read and written, side of the network's tiles and their overlap
+        (pixels).
+    """
+    before_path, after_path, out_path = Path(before_path), Path(after_path), Path(out_path)
+    model = model or load_model(model_path())
+    with rasterio.open(before_path) as before, rasterio.open(after_path) as after:
+        if (before.shape, before.transform, before.crs) != (after.shape, after.transform,
+                                                            after.crs):
+            raise SitewatchError(f"not on the grid of {before_path.name} (size, transform or "
+                                 "CRS differ)", after_path)
+        indexes = [_band_indexes(src, model.bands, path)
+                   for src, path in ((before, before_path), (after, after_path))]
+        statistics = _raster_statistics(model, (before, after), indexes)
+        profile = {"driver": "GTiff", "width": before.width, "height": before.height,
+                   "count": 1, "dtype": "float32", "crs": before.crs,
+                   "transform": before.transform, "nodata": float("nan"), "tiled": True,
+                   "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+                   "BIGTIFF": "IF_SAFER"}
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.",
+                                           suffix=".tif")
+        os.close(handle)
+        try:
+            with rasterio.open(partial, "w", **profile) as dst:
+                dst.update_tags(threshold=model.threshold, model_sha256=model.sha256)
+                for row in range(0, before.height, block):
+                    for col in range(0, before.width, block):
+                        inner = Window(col, row, min(block, before.width - col),
+                                       min(block, before.height - row))
+                        dst.write(_predict_window(model, before, after, indexes, statistics,
+                                                  inner, tile, overlap), 1, window=inner)
+            os.chmod(partial, 0o644)  # mkstemp makes 0600 files
+            os.replace(partial, out_path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+    return out_path
+
+
+def _raster_statistics(model: TrainedModel, sources, indexes) -> tuple[np.ndarray, np.ndarray]:
+    """Input statistics of two rasters (:func:`input_statistics`), from subsampled reads."""
+    if model.normalise != "date":
+        return np.stack([model.mean, model.mean]), np.stack([model.std, model.std])
+    factor = max(1, -(-max(sources[0].shape) // STATISTICS_SIDE))
+    shape = (-(-sources[0].height // factor), -(-sources[0].width // factor))
+    images = [_read_reflectance(src, index, shape=shape)
+              for src, index in zip(sources, indexes, strict=True)]
+    usable = np.isfinite(images[0]).all(axis=0) & np.isfinite(images[1]).all(axis=0)
+    return input_statistics(model, *images, usable)
+
+
+def _predict_window(model: TrainedModel, before, after, indexes, statistics, inner: Window,
+                    tile: int, overlap: int) -> np.ndarray:
+    """Probability of the ``inner`` window, predicted with ``overlap`` pixels of context."""
+    col0, row0 = max(0, inner.col_off - overlap), max(0, inner.row_off - overlap)
+    col1 = min(before.width, inner.col_off + inner.width + overlap)
+    row1 = min(before.height, inner.row_off + inner.height + overlap)
+    outer = Window(col0, row0, col1 - col0, row1 - row0)
+    images = [_read_reflectance(src, index, outer)
+              for src, index in ((before, indexes[0]), (after, indexes[1]))]
+    usable = np.isfinite(images[0]).all(axis=0) & np.isfinite(images[1]).all(axis=0)
+    probability = predict_probability(model.network, *images, usable, mean=statistics[0],
+                                      std=statistics[1], tile=tile, overlap=overlap,
+                                      tta=model.tta)
+    probability[~usable] = np.nan
+    top, left = inner.row_off - row0, inner.col_off - col0
+    return probability[top:top + inner.height, left:left + inner.width]
