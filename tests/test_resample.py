@@ -84,3 +84,33 @@ def test_reprojected_band_still_goes_through_the_warper(scene):
                 north=3_800_000.0)
     with SceneReader(scene, ["B08"], grid) as reader:
         assert reader._bands[0][3] is None
+
+
+def test_bands_of_one_file_read_together_match_band_by_band(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.integers(500, 4000, (3, 100, 120)).astype(np.uint16)
+    data[1, 10:20, 30:40] = 0  # nodata in one band only
+    path = write_geotiff(tmp_path / "three.tif", data, nodata=0, interleave="pixel",
+                         tiled=True, blockxsize=32, blockysize=32)
+    scene = {"scene_id": "t", "bands": [{"name": n, "file": str(path), "index": i + 1,
+                                         "nodata": 0, "dtype": "uint16"}
+                                        for i, n in enumerate(("B02", "B03", "B04"))]}
+    grid = Grid(epsg=32637, resolution=10.0, width=96, height=80, west=500_040.0,
+                north=3_799_900.0)
+    with SceneReader(scene, ["B02", "B03", "B04"], grid, (0.4, 0.0)) as reader:
+        together, valid = reader.read(Window(0, 0, 96, 80))
+    for i, name in enumerate(("B02", "B03", "B04")):
+        one = {"scene_id": "t", "bands": [scene["bands"][i]]}
+        with SceneReader(one, [name], grid, (0.4, 0.0)) as reader:
+            alone, alone_valid = reader.read(Window(0, 0, 96, 80))
+        assert not (valid & ~alone_valid).any()
+        np.testing.assert_allclose(together[i][valid], alone[0][valid], rtol=1e-6)
+    assert not valid[9:21, 25:36].all()  # band B03's hole is invalid for every band
+    with SceneReader(scene, ["B02", "B03", "B04"], grid, (1.0, 0.0)) as reader:
+        whole, _ = reader.read(Window(0, 0, 96, 80))
+        coarse, coarse_valid = reader.read_decimated(4)
+    blocks = whole.reshape(3, 20, 4, 24, 4)
+    counts = np.isfinite(blocks).sum(axis=(2, 4))
+    np.testing.assert_array_equal(coarse_valid, counts[0] > 0)
+    expected = np.nansum(blocks, axis=(2, 4)) / np.maximum(counts, 1)
+    np.testing.assert_allclose(coarse[:, coarse_valid], expected[:, coarse_valid], atol=1e-6)

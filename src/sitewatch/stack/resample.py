@@ -167,31 +167,34 @@ class SceneReader:
             valid = valid[:, :-1] & valid[:, 1:]
         return values, valid
 
+    def _groups(self):
+        """(first, last, dataset, indexes, scale, offset) of each run of bands read in one
+        call: consecutive bands of one file read directly (a multi-band GeoTIFF), or one
+        warped band (offset None)."""
+        i = 0
+        while i < len(self._bands):
+            dataset, index, scale, offset = self._bands[i]
+            last = i
+            while (offset is not None and last + 1 < len(self._bands)
+                   and self._bands[last + 1][0] is dataset
+                   and self._bands[last + 1][2:] == (scale, offset)):
+                last += 1
+            yield i, last, dataset, [b[1] for b in self._bands[i:last + 1]], scale, offset
+            i = last + 1
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Bands in ``window`` as float32 (bands, rows, cols) scaled, NaN where invalid; and the
         validity mask (rows, cols): True where every band has data."""
         out = np.empty((len(self._bands), int(window.height), int(window.width)), np.float32)
         valid = np.ones(out.shape[1:], bool)
-        i = 0
-        while i < len(self._bands):
-            dataset, index, scale, offset = self._bands[i]
+        for first, last, dataset, indexes, scale, offset in self._groups():
             if offset is None:
-                data = dataset.read(index, window=window, masked=True)
-                np.multiply(data.data, scale, out=out[i], casting="unsafe")
-                valid &= ~np.ma.getmaskarray(data)
-                i += 1
-                continue
-            # Consecutive bands of one file (a multi-band GeoTIFF) are read in one call.
-            group = [i]
-            while (group[-1] + 1 < len(self._bands)
-                   and self._bands[group[-1] + 1][0] is dataset
-                   and self._bands[group[-1] + 1][2:] == (scale, offset)):
-                group.append(group[-1] + 1)
-            values, group_valid = self._read_direct(
-                dataset, [self._bands[j][1] for j in group], offset, window)
-            np.multiply(values, scale, out=out[group[0]:group[-1] + 1], casting="unsafe")
+                data = dataset.read(indexes[0], window=window, masked=True)
+                values, group_valid = data.data[None], ~np.ma.getmaskarray(data)
+            else:
+                values, group_valid = self._read_direct(dataset, indexes, offset, window)
+            np.multiply(values, scale, out=out[first:last + 1], casting="unsafe")
             valid &= group_valid
-            i = group[-1] + 1
         out[:, ~valid] = np.nan
         return out, valid
 
@@ -206,24 +209,24 @@ class SceneReader:
         width = max(1, self.grid.width // factor)
         out = np.empty((len(self._bands), height, width), np.float32)
         valid = np.ones((height, width), bool)
-        for i, (dataset, index, scale, offset) in enumerate(self._bands):
-            if offset is None:
-                data = dataset.read(index, out_shape=(height, width), masked=True,
-                                    resampling=Resampling.average)
-                values, band_valid = data.data, ~np.ma.getmaskarray(data)
-            else:
+        for first, last, dataset, indexes, scale, offset in self._groups():
+            window = None
+            if offset is not None:
                 row, col = (int(np.floor(v + 0.5)) for v in offset)
                 window = Window(col, row, self.grid.width, self.grid.height)
                 inside = (row >= 0 and col >= 0 and row + self.grid.height <= dataset.height
                           and col + self.grid.width <= dataset.width)
-                if inside and dataset.overviews(index):
-                    data = dataset.read(index, window=window, out_shape=(height, width),
-                                        masked=True, resampling=Resampling.average)
-                    values, band_valid = data.data, ~np.ma.getmaskarray(data)
-                else:
-                    values, band_valid = _binned_mean(dataset, index, window, (height, width))
-            np.multiply(values, scale, out=out[i], casting="unsafe")
-            valid &= band_valid
+                if not (inside and dataset.overviews(indexes[0])):
+                    values, group_valid = _binned_mean(dataset, indexes, window,
+                                                       (height, width))
+                    np.multiply(values, scale, out=out[first:last + 1], casting="unsafe")
+                    valid &= group_valid
+                    continue
+            for i, index in enumerate(indexes, first):
+                data = dataset.read(index, window=window, out_shape=(height, width),
+                                    masked=True, resampling=Resampling.average)
+                np.multiply(data.data, scale, out=out[i], casting="unsafe")
+                valid &= ~np.ma.getmaskarray(data)
         out[:, ~valid] = np.nan
         return out, valid
 
@@ -264,16 +267,18 @@ def _valid_pixels(src, indexes: list[int], data: np.ndarray, window: Window) -> 
 _STRIP_ROWS = 1024
 
 
-def _binned_mean(src, index: int, window: Window, shape: tuple[int, int]
+def _binned_mean(src, indexes: list[int], window: Window, shape: tuple[int, int]
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the valid pixels of ``window`` of band ``index`` in ``shape`` bins (the bins of
-    GDAL's average resampling: output pixel ``j`` averages source pixels ``floor(j * n / m)``
-    up to ``floor((j + 1) * n / m)``), reading the window in strips. Parts of the window outside
-    the file count as invalid; a bin without a valid pixel is invalid."""
+    """Mean of the valid pixels of ``window`` of bands ``indexes`` in ``shape`` bins (the bins
+    of GDAL's average resampling: output pixel ``j`` averages source pixels ``floor(j * n / m)``
+    up to ``floor((j + 1) * n / m)``), reading the window in strips of every band at once. A
+    pixel is valid where every band is (:func:`_valid_pixels`); parts of the window outside the
+    file are invalid; a bin without a valid pixel is invalid. Returns (bands, rows, cols) and
+    the bins' validity."""
     height, width = shape
     row_edges = (np.arange(height + 1) * int(window.height)) // height
     col_edges = (np.arange(width) * int(window.width)) // width
-    sums = np.zeros(shape, np.float64)
+    sums = np.zeros((len(indexes), *shape), np.float64)
     counts = np.zeros(shape, np.int64)
     col0 = int(window.col_off)
     c0, c1 = max(col0, 0), min(col0 + int(window.width), src.width)
@@ -284,17 +289,20 @@ def _binned_mean(src, index: int, window: Window, shape: tuple[int, int]
             last += 1
         row0 = int(window.row_off) + int(row_edges[first])
         rows = int(row_edges[last] - row_edges[first])
-        values = np.zeros((rows, int(window.width)), np.float64)
-        ok = np.zeros(values.shape, bool)
+        values = np.zeros((len(indexes), rows, int(window.width)), np.float32)
+        ok = np.zeros(values.shape[1:], bool)
         r0, r1 = max(row0, 0), min(row0 + rows, src.height)
         if r1 > r0 and c1 > c0:
-            strip = src.read(index, masked=True, window=Window(c0, r0, c1 - c0, r1 - r0))
+            part_window = Window(c0, r0, c1 - c0, r1 - r0)
+            part = src.read(indexes, window=part_window, out_dtype=np.float32)
             inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
-            ok[inside] = ~np.ma.getmaskarray(strip)
-            values[inside] = np.where(ok[inside], strip.data, 0)
+            ok[inside] = _valid_pixels(src, indexes, part, part_window)
+            values[(slice(None), *inside)] = part
+        values[:, ~ok] = 0
         bins = row_edges[first:last] - row_edges[first]
-        sums[first:last] = np.add.reduceat(np.add.reduceat(values, bins, axis=0),
-                                           col_edges, axis=1)
+        sums[:, first:last] = np.add.reduceat(np.add.reduceat(values, bins, axis=1,
+                                                              dtype=np.float64),
+                                              col_edges, axis=2)
         counts[first:last] = np.add.reduceat(np.add.reduceat(ok.astype(np.int64), bins, axis=0),
                                              col_edges, axis=1)
         first = last
