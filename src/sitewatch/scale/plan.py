@@ -196,45 +196,44 @@ def plan_stack(selection: Selection, surveyed: dict[str, Surveyed] | None = None
     previews = {key: preview for key, (_, preview) in surveyed.items()}
     if selection.previous is not None:
         return _plan_increment(selection, surveyed, previews)
-    options, grid, band_names = selection.options, selection.grid, selection.band_names
+    options = selection.options
     acquisitions = group_acquisitions(selection.scenes)
     outcomes = [surveyed[a.key][0] for a in acquisitions]
     ref_index = passes.choose_reference(outcomes, options.reference)
     passes.leave_out_unclear(outcomes, ref_index, options.min_clear_fraction)
     kept = [(a, o) for a, o in zip(acquisitions, outcomes, strict=True) if o.included]
-    ref_acq = acquisitions[ref_index]
-    if options.coregistration in ("global", "local"):
-        passes.coregister(kept, ref_acq, band_names, grid, previews,
-                          options.min_shift_confidence)
-    fits = {}
-    if options.normalisation != "none":
-        fits = passes.fit_normalisations(kept, ref_acq, band_names, previews,
-                                         options.normalisation)
+    fits = _register_and_fit(selection, kept, acquisitions[ref_index], previews)
     return StackPlan(selection, acquisitions, outcomes, outcomes[ref_index].key, fits)
+
+
+def _register_and_fit(selection: Selection, kept: list, ref_acq: Acquisition,
+                      previews: dict[str, passes.Preview]) -> dict:
+    """Co-register the ``kept`` (acquisition, outcome) pairs to ``ref_acq`` and fit their
+    normalisations, as the selection's options ask; returns the fits by acquisition key."""
+    options = selection.options
+    if options.coregistration in ("global", "local"):
+        passes.coregister(kept, ref_acq, selection.band_names, selection.grid, previews,
+                          options.min_shift_confidence)
+    if options.normalisation == "none":
+        return {}
+    return passes.fit_normalisations(kept, ref_acq, selection.band_names, previews,
+                                     options.normalisation)
 
 
 def _plan_increment(selection: Selection, surveyed: dict[str, Surveyed],
                     previews: dict[str, passes.Preview]) -> StackPlan:
     """The plan of an incremental run: the previous stack's decisions for its acquisitions,
     the passes for the new ones against its reference."""
-    options, grid, band_names = selection.options, selection.grid, selection.band_names
-    previous = selection.previous
+    options, previous = selection.options, selection.previous
     acquisitions = group_acquisitions(selection.scenes)
     known = {o["key"]: o for o in previous.outcomes}
-    old = [AcquisitionOutcome(**{**known[a.key], "shift": tuple(known[a.key]["shift"])})
-           for a in acquisitions if a.key in known]
+    old = [AcquisitionOutcome.from_dict(known[a.key]) for a in acquisitions if a.key in known]
     new = [a for a in acquisitions if a.key not in known]
     ref_acq = next(a for a in acquisitions if a.key == previous.reference)
     outcomes = [surveyed[a.key][0] for a in new]
     passes.leave_out_unclear(outcomes, -1, options.min_clear_fraction)
     kept = [(a, o) for a, o in zip(new, outcomes, strict=True) if o.included]
-    if options.coregistration in ("global", "local"):
-        passes.coregister(kept, ref_acq, band_names, grid, previews,
-                          options.min_shift_confidence)
-    fits = {}
-    if options.normalisation != "none":
-        fits = passes.fit_normalisations(kept, ref_acq, band_names, previews,
-                                         options.normalisation)
+    fits = _register_and_fit(selection, kept, ref_acq, previews)
     return StackPlan(selection, acquisitions, old + outcomes, previous.reference, fits,
                      reused=sum(o.included for o in old), previous_store=previous.path)
 

@@ -68,8 +68,7 @@ class StackResult:
         """The stack recorded by run ``run_id`` (its ``rasters`` row) in ``ws``."""
         row = ws.rows("rasters", "run_id = ? AND kind = 'stack'", (run_id,))[0]
         properties = row["properties"]
-        outcomes = [AcquisitionOutcome(**{**o, "shift": tuple(o["shift"])})
-                    for o in properties["acquisitions"]]
+        outcomes = [AcquisitionOutcome.from_dict(o) for o in properties["acquisitions"]]
         return cls(ws.root / row["path"], aoi, Grid(**properties["grid"]), properties["bands"],
                    properties["reference"], run_id, outcomes)
 

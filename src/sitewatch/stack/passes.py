@@ -91,6 +91,11 @@ class AcquisitionOutcome:
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> AcquisitionOutcome:
+        """The outcome that :meth:`to_dict` gave ``record``."""
+        return cls(**{**record, "shift": tuple(record["shift"])})
+
 
 @dataclass
 class Preview:
