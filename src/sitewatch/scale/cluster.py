@@ -103,10 +103,19 @@ def connect(scheduler: str | None = None, workers: int | None = None
     if scheduler == INLINE:
         yield InlinePool()
         return
+    import dask
     from dask.distributed import Client, LocalCluster
 
     with contextlib.ExitStack() as stack:
         if scheduler is None:
+            # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in their workers, which turns off glibc's
+            # adaptive mmap threshold: every large numpy temporary is then a fresh mmap and
+            # page-faulted in, and the tile tasks ran half as fast as in one process. Kept for
+            # the cluster's life, so that restarted workers spawn the same way.
+            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": {
+                key: value for key, value in
+                dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+                if key != "MALLOC_TRIM_THRESHOLD_"}}))
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
                 memory_limit=WORKER_MEMORY_BYTES, dashboard_address=":0"))
