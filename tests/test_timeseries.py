@@ -217,3 +217,47 @@ def test_quantiles_computed_once_per_distinct_argument_match_scipy():
     expected = stats.f.isf(0.05 / (3 * candidates), 1, dof)
     np.testing.assert_allclose(_isf(stats.f, 0.05 / (3 * candidates), 1, dof), expected,
                                rtol=1e-12)
+
+
+def test_scan_matches_a_refit_of_every_candidate_break():
+    """The one-pass scan (shared algebra per clear-date pattern, seasonal and flat designs
+    mixed) against a least-squares refit of each pixel's model with each step."""
+    from sitewatch.detect.timeseries import _design, _scan_models
+
+    rng = np.random.default_rng(3)
+    times = monthly_times(rng).astype("datetime64[ns]")
+    n_pix, m = 300, 2
+    y = rng.normal(size=(N_DATES, m, n_pix))
+    y[7:, :, :100] += 3.0  # a break at date 7 in a third of the pixels
+    clear = rng.random((N_DATES, n_pix)) > 0.25
+    clear[:, :40] = clear[:, :1]  # pixels sharing a pattern
+    seasonal = rng.random(n_pix) < 0.5
+    designs = {False: _design(times, False, 0), True: _design(times, True, 1)}
+    scan = _scan_models(y, clear, seasonal, designs, min_segment=2)
+
+    checked = 0
+    for i in range(n_pix):
+        design = designs[bool(seasonal[i])][0][clear[:, i]]
+        n, p = design.shape
+        obs = y[clear[:, i], :, i]
+        if not scan.tested[i]:
+            assert n < 2 * 2 or n - p - 1 < 1 or scan.candidates[i] == 0
+            continue
+        rss0 = ((obs - design @ np.linalg.lstsq(design, obs, rcond=None)[0]) ** 2).sum(axis=0)
+        best = (-1.0, None)
+        dates = np.flatnonzero(clear[:, i])
+        for j in range(2, n - 1):  # at least 2 clear dates on each side
+            full = np.column_stack([design, np.arange(n) >= j])
+            if np.linalg.matrix_rank(full) <= p:
+                continue
+            coef = np.linalg.lstsq(full, obs, rcond=None)[0]
+            share = (rss0 - ((obs - full @ coef) ** 2).sum(axis=0)) / rss0
+            if share.max() > best[0]:
+                best = (share.max(), dates[j], coef[-1])
+        share, k, delta = best
+        assert scan.k[i] == k
+        assert scan.dof[i] == n - p - 1
+        np.testing.assert_allclose(scan.fstat[i], share / (1 - share) * (n - p - 1), rtol=1e-8)
+        np.testing.assert_allclose(scan.delta[:, i], delta, rtol=1e-8, atol=1e-10)
+        checked += 1
+    assert checked > 200

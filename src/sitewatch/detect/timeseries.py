@@ -396,81 +396,119 @@ def _design(times: np.ndarray, seasonal: bool, harmonics: int) -> tuple[np.ndarr
 
 def _scan_models(y: np.ndarray, clear: np.ndarray, seasonal_px: np.ndarray,
                  designs: dict[bool, tuple[np.ndarray, list[str]]], min_segment: int) -> _Scan:
-    """:func:`_scan` of every pixel with its own model (seasonal or flat)."""
-    result = None
+    """Test every candidate break date of every pixel at once and keep the best.
+
+    ``y`` is (time, m, P), ``clear`` (time, P), ``seasonal_px`` (P,) which pixels use the
+    seasonal design. Adding the step ``d_k = 1[t >= k]`` to the weighted regression on the
+    design ``X`` reduces the residual cross-products by ``u u'`` with ``u = d_k' W e /
+    sqrt(q_k)``, ``e`` the null residuals and ``q_k = d_k' W d_k - d_k' W X G^-1 X' W d_k``
+    (Frisch-Waugh-Lovell). ``d_k' W e``, ``d_k' W d_k`` and ``X' W d_k`` are reverse
+    cumulative sums over time, so all ``k`` cost one pass, vectorised over pixels.
+
+    Everything but ``e`` depends only on a pixel's *pattern* (its clear dates and its design),
+    and a block has few of them (tens, at most ``2^T``), so that algebra is done once per
+    pattern (:func:`_pattern_algebra`) and gathered; the pixels only pay for their residuals.
+    Index letters: t, k time; a features; i, j design columns; n pixels; u patterns.
+    """
+    n_time = y.shape[0]
+    pix = np.arange(y.shape[2])
+    first, pattern = _patterns(clear, seasonal_px)
+    algebra = _pattern_algebra(clear[:, first], seasonal_px[first], designs, min_segment)
+    design = designs[max(designs)][0]  # the widest: every other design is its first columns
+    w = clear.astype(np.float64)
+    y = np.where(clear[:, None], y, 0.0)
+    ginv = algebra.ginv[pattern]                                # (n, i, j)
+    beta = np.einsum("nij,ajn->ain", ginv, np.einsum("tj,tan->ajn", design, y))
+    resid0 = (y - np.einsum("ti,ain->tan", design, beta)) * w[:, None]
+    rss0 = (resid0 ** 2).sum(axis=0) + 1e-30                   # (a, n)
+    shift = np.cumsum(resid0[::-1], axis=0)[::-1]               # d_k' W e       (k, a, n)
+    q = algebra.q[:, pattern]                                   # (k, n)
+    admissible = algebra.admissible[:, pattern]
+    explained = shift ** 2 / (q[:, None] * rss0)               # share of RSS0 the step removes
+    strongest = np.where(admissible, explained.max(axis=1), -1.0)
+    k = np.argmax(strongest, axis=0)
+    candidates = algebra.candidates[pattern]
+    tested = algebra.tested[pattern] & (candidates > 0)
+    dof = algebra.dof[pattern]
+
+    best = np.clip(strongest[k, pix], 0.0, 1.0 - 1e-12)
+    fstat = best / (1.0 - best) * np.maximum(dof, 1)
+    delta = shift[k, :, pix].T / q[k, pix]
+    g = np.einsum("nij,nj->in", ginv, algebra.cols[k, :, pattern])
+    step = (np.arange(n_time)[:, None] >= k) - design @ g       # M0 d_k           (t, n)
+    resid = (resid0 - delta[None] * step[:, None]) * w[:, None]
+    leverage = (algebra.hat[:, pattern] + step ** 2 / q[k, pix]) * w
+    noise = (resid ** 2).sum(axis=0) / np.maximum(dof, 1) + 1e-30
+    return _Scan(tested, k, fstat, candidates, dof, delta, resid, leverage, noise)
+
+
+@dataclass
+class _PatternAlgebra:
+    """The data-free part of :func:`_scan_models` for each pattern (last or first axis u)."""
+
+    ginv: np.ndarray        # (u, i, j) G^-1 = (X' W X)^-1, zero-padded to the widest design
+    cols: np.ndarray        # (k, i, u) X' W d_k
+    q: np.ndarray           # (k, u) q_k, 1 where k is not admissible
+    admissible: np.ndarray  # (k, u) k is a candidate break date
+    hat: np.ndarray         # (t, u) hat-matrix diagonal of the stable model
+    tested: np.ndarray      # (u,) enough clear dates and a well-posed design
+    dof: np.ndarray         # (u,) n - p - 1
+    candidates: np.ndarray  # (u,) number of admissible break dates
+
+
+def _patterns(clear: np.ndarray, seasonal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (clear dates, seasonal) patterns: one pixel index of each, and each
+    pixel's pattern number."""
+    bits = np.packbits(np.vstack([clear, seasonal_px[None]]), axis=0).T  # (n, bytes)
+    if bits.shape[1] <= 8:  # one integer key a pixel (series of up to 63 dates)
+        keys = np.zeros((bits.shape[0], 8), np.uint8)
+        keys[:, :bits.shape[1]] = bits
+        _, first, pattern = np.unique(keys.view(np.uint64)[:, 0], return_index=True,
+                                      return_inverse=True)
+    else:
+        _, first, pattern = np.unique(bits, axis=0, return_index=True, return_inverse=True)
+    return first, pattern.ravel()
+
+
+def _pattern_algebra(clear: np.ndarray, seasonal: np.ndarray,
+                     designs: dict[bool, tuple[np.ndarray, list[str]]],
+                     min_segment: int) -> _PatternAlgebra:
+    """:class:`_PatternAlgebra` of patterns with clear dates ``clear`` (time, u) and designs
+    ``designs[seasonal[u]]``."""
+    n_time, n_pat = clear.shape
+    width = designs[max(designs)][0].shape[1]
+    w = clear.astype(np.float64)
+    n = w.sum(axis=0)
+    ginv = np.zeros((n_pat, width, width))
+    tested = np.zeros(n_pat, bool)
+    dof = np.zeros(n_pat)
     for flag, (design, _) in designs.items():
-        idx = np.flatnonzero(seasonal_px == flag)
-        if idx.size:
-            part = _scan(y[:, :, idx], clear[:, idx], design, min_segment)
-            if result is None:
-                result = _Scan(*(np.zeros(a.shape[:-1] + seasonal_px.shape, a.dtype)
-                                 for a in (getattr(part, f.name) for f in fields(_Scan))))
-            _put(result, idx, part)
-    return result
+        idx = np.flatnonzero(seasonal == flag)
+        p = design.shape[1]
+        gram = np.einsum("ti,tj,tu->uij", design, design, w[:, idx])
+        scale = np.prod(np.einsum("uii->ui", gram), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            well_posed = np.linalg.det(gram) > 1e-6 * scale  # Hadamard ratio: not collinear
+        dof[idx] = n[idx] - p - 1
+        tested[idx] = well_posed & (dof[idx] >= 1) & (n[idx] >= 2 * min_segment)
+        gram[~tested[idx]] = np.eye(p)
+        ginv[idx, :p, :p] = np.linalg.inv(gram)
+    design = designs[max(designs)][0]
+    n_post = np.cumsum(w[::-1], axis=0)[::-1]                                  # (k, u)
+    cols = np.cumsum((w[:, None, :] * design[:, :, None])[::-1], axis=0)[::-1]  # (k, i, u)
+    q = n_post - np.einsum("kiu,uij,kju->ku", cols, ginv, cols)
+    admissible = (clear & tested & (n - n_post >= min_segment) & (n_post >= min_segment)
+                  & (q > 1e-9 * n_post))
+    return _PatternAlgebra(
+        ginv=ginv, cols=cols, q=np.where(admissible, q, 1.0), admissible=admissible,
+        hat=np.einsum("ti,uij,tj->tu", design, ginv, design), tested=tested, dof=dof,
+        candidates=admissible.sum(axis=0))
 
 
 def _put(target: _Scan, idx: np.ndarray, part: _Scan) -> None:
     """Write the pixels of ``part`` into ``target`` at pixel indices ``idx``."""
     for f in fields(_Scan):
         getattr(target, f.name)[..., idx] = getattr(part, f.name)
-
-
-def _scan(y: np.ndarray, clear: np.ndarray, design: np.ndarray, min_segment: int) -> _Scan:
-    """Test every candidate break date of every pixel at once and keep the best.
-
-    ``y`` is (time, m, P), ``clear`` (time, P). Adding the step ``d_k = 1[t >= k]`` to the
-    weighted regression on ``design`` reduces the residual cross-products by ``u u'`` with
-    ``u = d_k' W e / sqrt(q_k)``, ``e`` the null residuals and ``q_k = d_k' W d_k -
-    d_k' W X G^-1 X' W d_k`` (Frisch-Waugh-Lovell). ``d_k' W e``, ``d_k' W d_k`` and
-    ``X' W d_k`` are reverse cumulative sums over time, so all ``k`` cost one pass.
-    Index letters: t, k time; a, b features; i, j design columns; n pixels.
-    """
-    n_time, m, n_pix = y.shape
-    p = design.shape[1]
-    pix = np.arange(n_pix)
-    w = clear.astype(np.float64)
-    y = np.where(clear[:, None], y, 0.0)
-    n = w.sum(axis=0)
-    dof = n - p - 1
-
-    gram = np.einsum("ti,tj,tn->nij", design, design, w)
-    scale = np.prod(np.einsum("nii->ni", gram), axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        well_posed = np.linalg.det(gram) > 1e-6 * scale  # Hadamard ratio: not collinear
-    tested = well_posed & (dof >= 1) & (n >= 2 * min_segment)
-    gram[~tested] = np.eye(p)
-    ginv = np.linalg.inv(gram)
-
-    beta = np.einsum("nij,ajn->ain", ginv, np.einsum("tj,tan->ajn", design, y))
-    resid0 = (y - np.einsum("ti,ain->tan", design, beta)) * w[:, None]
-    rss0 = (resid0 ** 2).sum(axis=0) + 1e-30                   # (a, n)
-
-    def tail_sum(a):
-        return np.cumsum(a[::-1], axis=0)[::-1]
-
-    shift = tail_sum(resid0)                                   # d_k' W e       (k, a, n)
-    n_post = tail_sum(w)                                       # d_k' W d_k     (k, n)
-    cols = tail_sum(w[:, None, :] * design[:, :, None])        # X' W d_k       (k, i, n)
-    q = n_post - np.einsum("kin,nij,kjn->kn", cols, ginv, cols)
-    admissible = (clear & tested & (n - n_post >= min_segment) & (n_post >= min_segment)
-                  & (q > 1e-9 * n_post))
-    q = np.where(admissible, q, 1.0)
-    explained = shift ** 2 / (q[:, None] * rss0)               # share of RSS0 the step removes
-    strongest = np.where(admissible, explained.max(axis=1), -1.0)
-    k = np.argmax(strongest, axis=0)
-    candidates = admissible.sum(axis=0)
-    tested &= candidates > 0
-
-    best = np.clip(strongest[k, pix], 0.0, 1.0 - 1e-12)
-    fstat = best / (1.0 - best) * np.maximum(dof, 1)
-    delta = shift[k, :, pix].T / q[k, pix]
-    g = np.einsum("nij,jn->in", ginv, cols[k, :, pix].T)
-    step = (np.arange(n_time)[:, None] >= k) - design @ g       # M0 d_k           (t, n)
-    resid = (resid0 - delta[None] * step[:, None]) * w[:, None]
-    hat = np.einsum("ti,nij,tj->tn", design, ginv, design, optimize=True)
-    leverage = (hat + step ** 2 / q[k, pix]) * w
-    noise = (resid ** 2).sum(axis=0) / np.maximum(dof, 1) + 1e-30
-    return _Scan(tested, k, fstat, candidates, dof, delta, resid, leverage, noise)
 
 
 def _isf(distribution, q: np.ndarray, *shapes) -> np.ndarray:
