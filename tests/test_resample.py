@@ -114,3 +114,41 @@ def test_bands_of_one_file_read_together_match_band_by_band(tmp_path):
     np.testing.assert_array_equal(coarse_valid, counts[0] > 0)
     expected = np.nansum(blocks, axis=(2, 4)) / np.maximum(counts, 1)
     np.testing.assert_allclose(coarse[:, coarse_valid], expected[:, coarse_valid], atol=1e-6)
+
+
+def test_a_row_of_overlapping_windows_decodes_each_block_once(tmp_path, monkeypatch):
+    """Tiles read west to east through one reader share the blocks they overlap, and read the
+    same pixels as fresh readers."""
+    from sitewatch.stack import resample
+
+    rng = np.random.default_rng(4)
+    data = rng.integers(1, 10000, (2, 120, 200)).astype(np.uint16)
+    path = write_geotiff(tmp_path / "tiled.tif", data, nodata=0, tiled=True, blockxsize=32,
+                         blockysize=32)
+    scene = {"scene_id": "t", "bands": [
+        {"name": name, "file": str(path), "index": i, "nodata": 0, "dtype": "uint16"}
+        for i, name in enumerate(["B04", "B08"], 1)]}
+    grid = Grid(epsg=32637, resolution=10.0, width=200, height=120, west=500_000.0,
+                north=3_800_000.0)
+    # 20 px overlaps, the last window past the edge
+    windows = [Window(col, 20, 60, 70) for col in range(0, 161, 40)]
+    decoded = []
+    original = resample.BlockCache.put
+
+    def counting_put(cache, key, block):
+        decoded.append(key[2:])
+        original(cache, key, block)
+
+    monkeypatch.setattr(resample.BlockCache, "put", counting_put)
+    with SceneReader(scene, ["B04", "B08"], grid) as reader:
+        swept = [reader.read(window) for window in windows]
+    assert len(decoded) == len(set(decoded))  # no block decoded twice
+    assert len(set(decoded)) == 3 * 7  # block rows 0..2 x block columns 0..6
+    for window, (values, valid) in zip(windows, swept, strict=True):
+        with SceneReader(scene, ["B04", "B08"], grid) as fresh:
+            expected, expected_valid = fresh.read(window)
+        np.testing.assert_array_equal(valid, expected_valid)
+        np.testing.assert_array_equal(values, expected)
+        inside = data[:, 20:90, window.col_off:window.col_off + 60] * 1e-4
+        assert valid[:, :inside.shape[2]].all() and not valid[:, inside.shape[2]:].any()
+        np.testing.assert_allclose(values[:, :, :inside.shape[2]], inside, rtol=1e-6)

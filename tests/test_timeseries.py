@@ -206,17 +206,24 @@ def test_simulated_stable_yard_does_not_break_late(simulated):
     assert late.mean() < 0.1
 
 
-def test_quantiles_computed_once_per_distinct_argument_match_scipy():
+def test_quantiles_computed_once_per_distinct_count_match_scipy():
     from scipy import stats
 
-    from sitewatch.detect.timeseries import _isf
+    from sitewatch.detect.timeseries import _per_count
 
     rng = np.random.default_rng(0)
     candidates = rng.integers(1, 9, 5000)
     dof = rng.integers(1, 12, 5000).astype(float)
-    expected = stats.f.isf(0.05 / (3 * candidates), 1, dof)
-    np.testing.assert_allclose(_isf(stats.f, 0.05 / (3 * candidates), 1, dof), expected,
-                               rtol=1e-12)
+    calls = []
+
+    def critical(c, d):
+        calls.append(c.size)
+        return stats.f.isf(0.05 / (3 * c), 1, d)
+
+    np.testing.assert_allclose(_per_count(critical, candidates, dof),
+                               stats.f.isf(0.05 / (3 * candidates), 1, dof), rtol=1e-12)
+    assert calls == [8 * 11]  # every (candidates, dof) pair once
+    assert _per_count(critical, candidates[:0], dof[:0]).shape == (0,)
 
 
 def test_scan_matches_a_refit_of_every_candidate_break():
@@ -261,3 +268,19 @@ def test_scan_matches_a_refit_of_every_candidate_break():
         np.testing.assert_allclose(scan.delta[:, i], delta, rtol=1e-8, atol=1e-10)
         checked += 1
     assert checked > 200
+
+
+@pytest.mark.parametrize("n_time", [6, 25])  # counted codes, and sorted packed bits
+def test_clear_date_patterns_group_identical_pixels(n_time):
+    from sitewatch.detect.timeseries import _patterns
+
+    rng = np.random.default_rng(5)
+    clear = rng.random((n_time, 4000)) > 0.1
+    clear[:, 2000:] = clear[:, :1]  # half the pixels share one pattern
+    seasonal = rng.random(4000) < 0.3
+    first, pattern = _patterns(clear, seasonal)
+    keys = [(tuple(clear[:, i]), seasonal[i]) for i in range(4000)]
+    assert len(first) == len(set(keys))
+    for i in range(0, 4000, 7):
+        assert keys[first[pattern[i]]] == keys[i]
+    assert len({pattern[i] for i in range(2000, 4000) if seasonal[i]}) == 1

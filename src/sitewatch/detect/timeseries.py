@@ -99,6 +99,9 @@ SEASONAL_MIN_VEGETATION = {"NDVI": 0.25, "GRVI": 0.0}
 #: Shortest span (days) that also gets a linear trend term.
 TREND_MIN_SPAN_DAYS = 2 * 365.25
 
+#: Series shorter than this have their clear-date patterns counted (a table of 2^(T+1) codes).
+PATTERN_COUNT_MAX_DATES = 20
+
 #: Days in a year, for the harmonic terms.
 YEAR_DAYS = 365.25
 
@@ -252,7 +255,8 @@ def detect_breaks(
 
     m, tested = len(names), scan.tested
     statistic = np.full(rows * cols, np.nan)
-    critical = _isf(stats.f, alpha / (m * scan.candidates[tested]), 1, scan.dof[tested])
+    critical = _per_count(lambda c, dof: stats.f.isf(alpha / (m * c), 1, dof),
+                          scan.candidates[tested], scan.dof[tested])
     statistic[tested] = scan.fstat[tested] / critical
     persistent = _persistent(scan, clear, min_persistence)
     has_break = (statistic > 1) & persistent
@@ -459,14 +463,20 @@ class _PatternAlgebra:
 def _patterns(clear: np.ndarray, seasonal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (clear dates, seasonal) patterns: one pixel index of each, and each
     pixel's pattern number."""
-    bits = np.packbits(np.vstack([clear, seasonal_px[None]]), axis=0).T  # (n, bytes)
-    if bits.shape[1] <= 8:  # one integer key a pixel (series of up to 63 dates)
-        keys = np.zeros((bits.shape[0], 8), np.uint8)
-        keys[:, :bits.shape[1]] = bits
-        _, first, pattern = np.unique(keys.view(np.uint64)[:, 0], return_index=True,
-                                      return_inverse=True)
-    else:
-        _, first, pattern = np.unique(bits, axis=0, return_index=True, return_inverse=True)
+    n_time, n_pix = clear.shape
+    if n_time < PATTERN_COUNT_MAX_DATES:  # a bit per date: count the codes, no sort
+        code = seasonal_px.astype(np.int64) << n_time
+        for t in range(n_time):
+            code |= clear[t].astype(np.int64) << t
+        present = np.flatnonzero(np.bincount(code))
+        number = np.zeros(int(present[-1]) + 1, np.int64)
+        number[present] = np.arange(present.size)
+        pattern = number[code]
+        first = np.zeros(present.size, np.int64)
+        first[pattern] = np.arange(n_pix)  # a pixel of each pattern
+        return first, pattern
+    bits = np.ascontiguousarray(np.packbits(np.vstack([clear, seasonal_px[None]]), axis=0).T)
+    _, first, pattern = np.unique(bits, axis=0, return_index=True, return_inverse=True)
     return first, pattern.ravel()
 
 
@@ -511,20 +521,26 @@ def _put(target: _Scan, idx: np.ndarray, part: _Scan) -> None:
         getattr(target, f.name)[..., idx] = getattr(part, f.name)
 
 
-def _isf(distribution, q: np.ndarray, *shapes) -> np.ndarray:
-    """``distribution.isf(q, *shapes)`` element-wise, computed once per distinct argument
-    tuple: the arguments are small counts (dates, degrees of freedom) taking a handful of
-    values over millions of pixels, and scipy's inverse survival functions are slow."""
-    arrays = np.broadcast_arrays(np.asarray(q, np.float64),
-                                 *(np.asarray(a, np.float64) for a in shapes))
-    columns = [a.ravel() for a in arrays]
-    code = np.zeros(columns[0].size, np.int64)
-    for column in columns:  # one integer per distinct tuple, by mixed radix
-        levels, index = np.unique(column, return_inverse=True)
-        code = code * len(levels) + index
-    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    values = distribution.isf(*(column[first] for column in columns))
-    return values[inverse].reshape(arrays[0].shape)
+def _per_count(function, *counts: np.ndarray) -> np.ndarray:
+    """``function(*counts)`` element-wise for arrays of small whole numbers (dates, degrees of
+    freedom), evaluated once per distinct tuple: they take a handful of values over millions
+    of pixels, and scipy's inverse survival functions are slow. The tuples are numbered in
+    mixed radix and found with a count, no sort."""
+    arrays = [np.asarray(c).astype(np.int64) for c in np.broadcast_arrays(*counts)]
+    if arrays[0].size == 0:
+        return np.zeros(arrays[0].shape)
+    radices = [int(a.max()) + 1 for a in arrays]
+    code = np.zeros(arrays[0].shape, np.int64)
+    for array, radix in zip(arrays, radices, strict=True):
+        code = code * radix + array
+    present = np.flatnonzero(np.bincount(code.ravel()))
+    args, rest = [], present
+    for radix in reversed(radices):
+        args.insert(0, rest % radix)
+        rest = rest // radix
+    table = np.zeros(int(present[-1]) + 1)
+    table[present] = function(*args)
+    return table[code]
 
 
 def _outlier_date(scan: _Scan, clear: np.ndarray) -> np.ndarray:
@@ -546,7 +562,8 @@ def _outlier_date(scan: _Scan, clear: np.ndarray) -> np.ndarray:
     worst = np.argmax(worst_value, axis=0)
     n = clear.sum(axis=0)
     critical = np.full(n_pix, np.inf)
-    critical[usable] = _isf(stats.t, OUTLIER_ALPHA / (2 * n[usable] * m), scan.dof[usable] - 1)
+    critical[usable] = _per_count(lambda n, dof: stats.t.isf(OUTLIER_ALPHA / (2 * n * m), dof),
+                                  n[usable], scan.dof[usable] - 1)
     return np.where(worst_value[worst, np.arange(n_pix)] > critical, worst, -1)
 
 

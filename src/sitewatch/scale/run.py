@@ -7,8 +7,8 @@ Per AOI, with ``R`` its run key (:mod:`sitewatch.scale.plan`) and the workspace 
              sites of R already stored? -> skip     (incremental: nothing new)
     worker:  plan the stack                         -> W/scale/<aoi>-<R>/plan.pkl (client)
     client:  create the empty stack store           -> W/scale/<aoi>-<R>/stack.zarr
-    workers: one task per tile not yet finished     -> stack.zarr chunks of its core,
-                                                       W/scale/<aoi>-<R>/tiles/tile-r-c.npz
+    workers: one task per strip of tiles not yet    -> stack.zarr chunks of their cores,
+             finished (a run along a tile row)         W/scale/<aoi>-<R>/tiles/tile-r-c.npz
     client:  assemble, record, extract sites        (:mod:`sitewatch.scale.finalise`)
 
 Workers read the imagery and write only files no other task writes (their chunks, their
@@ -43,8 +43,8 @@ from sitewatch.scale.plan import (
     to_survey,
 )
 from sitewatch.scale.plan import select as select_aoi
-from sitewatch.scale.tiles import Tile, chunk_side, tile_layout
-from sitewatch.scale.work import TileReport, process_tile
+from sitewatch.scale.tiles import Tile, chunk_side, strips, tile_layout
+from sitewatch.scale.work import StripReport, process_strip, result_path
 from sitewatch.sites import SitesResult
 from sitewatch.stack.aoi import AOI
 from sitewatch.stack.build import StackResult, slug
@@ -74,7 +74,7 @@ class AOIJob:
     pending: set[str] = field(default_factory=set)
     surveyed: dict = field(default_factory=dict)  # acquisition key -> plan.Surveyed
     surveying: int = 0  # acquisitions whose survey was submitted
-    reports: list[TileReport] = field(default_factory=list)
+    reports: list[StripReport] = field(default_factory=list)
     stack: StackResult | None = None
     detections: list[DetectResult] = field(default_factory=list)
     sites: SitesResult | None = None
@@ -88,13 +88,13 @@ class AOIJob:
 
 @dataclass
 class ScaleRun:
-    """What a tiled run did: per AOI its sites (None when up to date) and tile reports."""
+    """What a tiled run did: per AOI its sites (None when up to date) and strip reports."""
 
     jobs: list[AOIJob]
     dashboard_link: str | None
 
     @property
-    def reports(self) -> list[TileReport]:
+    def reports(self) -> list[StripReport]:
         return [r for job in self.jobs for r in job.reports]
 
 
@@ -191,11 +191,11 @@ def run_jobs(jobs: Sequence[AOIJob], *, tile_px: int = TILE_PX, overlap_px: int 
                 _start_tiles(pool, job, result, tile_px, overlap_px, by_key)
                 total += len(job.tiles)
                 say(f"{job.aoi.name}: planned, {len(job.tiles)} tiles "
-                    f"({len(job.pending)} to run)")
+                    f"({len(job.pending)} strips to run)")
             else:
                 job.reports.append(result)
                 job.pending.discard(key)
-                done += 1
+                done += len(result.tiles) + len(result.reused)
                 say(f"Tiles done: {done}/{total}")
             if not job.pending:
                 _finish(job, tile_px, overlap_px, say)
@@ -204,18 +204,18 @@ def run_jobs(jobs: Sequence[AOIJob], *, tile_px: int = TILE_PX, overlap_px: int 
 
 def _start_tiles(pool, job: AOIJob, plan: StackPlan, tile_px: int, overlap_px: int,
                  by_key: dict) -> None:
-    """Submit the tiles of ``job`` whose result file is missing."""
+    """Submit the strips of ``job`` with a tile whose result file is missing."""
     job.plan = plan
     job.tiles = tile_layout(plan.selection.grid, tile_px, overlap_px)
     store = job.run_dir / "stack.zarr"
-    for tile in job.tiles:
-        result = job.run_dir / "tiles" / f"{tile.name}.npz"
-        if result.exists():
+    tiles_dir = job.run_dir / "tiles"
+    for strip in strips(job.tiles):
+        if all(result_path(tiles_dir, tile).exists() for tile in strip):
             continue
-        key = f"{tile.name}-{plan.selection.key[:16]}"
+        key = f"{strip[0].name}-{len(strip)}-{plan.selection.key[:16]}"
         by_key[key] = job
         job.pending.add(key)
-        pool.submit(key, process_tile, plan, tile, store, result)
+        pool.submit(key, process_strip, plan, strip, store, tiles_dir)
 
 
 def _finish(job: AOIJob, tile_px: int, overlap_px: int, say) -> None:

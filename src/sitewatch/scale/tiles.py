@@ -74,3 +74,24 @@ def tile_layout(grid: Grid, tile_px: int, overlap_px: int) -> list[Tile]:
             col1 = min(grid.width, col + core.width + overlap_px)
             tiles.append(Tile(r, c, core, Window(col0, row0, col1 - col0, row1 - row0)))
     return tiles
+
+
+#: Most tiles in one strip task: long rows are split so that a single AOI still gives the
+#: workers several tasks.
+MAX_STRIP_TILES = 8
+
+
+def strips(tiles: list[Tile]) -> list[list[Tile]]:
+    """``tiles`` (as :func:`tile_layout` orders them) in strips: runs of adjacent tiles of one
+    tile row, of at most :data:`MAX_STRIP_TILES` and as even as the row allows. A strip is read
+    west to east so that neighbouring tiles share the imagery's decoded blocks."""
+    rows: dict[int, list[Tile]] = {}
+    for tile in tiles:
+        rows.setdefault(tile.row, []).append(tile)
+    result = []
+    for row in rows.values():
+        row.sort(key=lambda tile: tile.col)
+        parts = -(-len(row) // MAX_STRIP_TILES)
+        bounds = [len(row) * i // parts for i in range(parts + 1)]
+        result += [row[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return result

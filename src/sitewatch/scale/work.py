@@ -1,17 +1,23 @@
-"""What a worker does with one tile: its part of the stack and its change layers.
+"""What a worker does with one strip of tiles: their part of the stack and their change layers.
 
-For every included acquisition not stacked by a previous run (an incremental run reads those
-from the store's linked chunks) the tile's outer window (core plus overlap) is read onto the
-grid with the plan's shift, masked for clouds and shadows on the whole outer window, cropped to
-the core, normalised with the plan's fit and written into the AOI's stack store (the core's
-chunks belong to this tile alone). The core's time series, still in memory, then goes through
-the time-series break detection (:func:`sitewatch.detect.detect_breaks`) in blocks of
-:data:`sitewatch.detect.run.TIMESERIES_BLOCK` pixels, and the tile's change layers are written to
-one ``.npz`` file, temp file then ``os.replace``: the file's presence is the proof that the tile
-is finished, so a resumed run skips it and a retried task finds it.
+A *strip* is a run of adjacent tiles of one tile row (:func:`sitewatch.scale.tiles.strips`).
+The strip is stacked acquisition by acquisition: for every included acquisition not stacked by
+a previous run (an incremental run finds those in the store's linked chunks) one reader sweeps
+the strip's tiles west to east, so the blocks of the imagery that neighbouring outer windows
+share are decoded once (:class:`sitewatch.stack.resample.BlockCache`); each tile's outer window
+(core plus overlap) is read onto the grid with the plan's shift, masked for clouds and shadows
+on the whole outer window, cropped to the core, normalised with the plan's fit and written into
+the AOI's stack store (the core's chunks belong to this tile alone). Then each tile's time
+series is read back from the store and goes through the time-series break detection
+(:func:`sitewatch.detect.detect_breaks`) in blocks of :data:`sitewatch.detect.run.TIMESERIES_BLOCK`
+pixels, and the tile's change layers are written to one ``.npz`` file, temp file then
+``os.replace``: the file's presence is the proof that the tile is finished, so a resumed run
+skips it and a retried task finds it.
 
-Memory: the core's series as float32, ``dates x bands x tile_px^2 x 4`` bytes (6 dates, 4 bands
-and 1024 px: 100 MB), plus one acquisition's outer window and the detection of one block.
+Memory: the reader's decoded blocks (those one outer window touches: 16 blocks of 512 x 512 x
+4 float32 bands, 64 MB), one acquisition's outer window, then one tile's series as float32,
+``dates x bands x tile_px^2 x 4`` bytes (6 dates, 4 bands and 1024 px: 100 MB) and the
+detection of one block.
 """
 
 from __future__ import annotations
@@ -39,39 +45,50 @@ LAYERS = {"onset": np.int32, "onset_earliest": np.int32, "onset_latest": np.int3
           "magnitude": np.float32, "persistent": np.uint8}
 #: Layers holding days since 1970-01-01.
 DAY_LAYERS = ("onset", "onset_earliest", "onset_latest")
-#: GDAL block cache of a worker, MB.
+#: GDAL block cache of a worker, MB (the readers keep their own decoded blocks).
 GDAL_CACHE_MB = 64
 
 
 @dataclass(frozen=True)
-class TileReport:
-    """What a tile task did, for progress and the benchmark."""
+class StripReport:
+    """What a strip task did, for progress and the benchmark."""
 
     aoi: str
-    tile: str
+    tiles: tuple[str, ...]  # tiles run by this task
+    reused: tuple[str, ...]  # tiles whose result file was already there (resumed or retried)
     seconds: float
     pid: int
     peak_rss_bytes: int  # the worker process's peak resident set so far
-    reused: bool  # the result file was already there (resumed or retried)
 
 
-def process_tile(plan: StackPlan, tile: Tile, store_path: Path, result_path: Path) -> TileReport:
-    """Stack and detect one tile (see the module docstring); returns a :class:`TileReport`."""
+def process_strip(plan: StackPlan, tiles: list[Tile], store_path: Path, tiles_dir: Path
+                  ) -> StripReport:
+    """Stack and detect the unfinished tiles of a strip (see the module docstring); their
+    results go to ``tiles_dir/<tile name>.npz``. Returns a :class:`StripReport`."""
     started = time.perf_counter()
-    name = plan.selection.aoi.name
-    if not result_path.exists():
+    todo = [tile for tile in tiles if not result_path(tiles_dir, tile).exists()]
+    if todo:
+        store = open_store(store_path)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
-            values, valid = _stack_tile(plan, tile, open_store(store_path))
-        layers, parameters = _detect_tile(values, valid, plan)
-        tmp = result_path.with_name(f".{result_path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as file:
-            np.savez(file, parameters=np.array(json.dumps(parameters)), **layers)
-        os.replace(tmp, result_path)
-        reused = False
-    else:
-        reused = True
-    return TileReport(name, tile.name, time.perf_counter() - started, os.getpid(),
-                      peak_rss_bytes(), reused)
+            _stack_strip(plan, todo, store)
+        for tile in todo:
+            rows, cols = _slices(tile.core)
+            values = store["reflectance"][:, :, rows, cols]
+            clear = store["mask"][:, rows, cols] == CLEAR
+            layers, parameters = _detect_tile(values, clear, plan)
+            path = result_path(tiles_dir, tile)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as file:
+                np.savez(file, parameters=np.array(json.dumps(parameters)), **layers)
+            os.replace(tmp, path)
+    return StripReport(plan.selection.aoi.name, tuple(t.name for t in todo),
+                       tuple(t.name for t in tiles if t not in todo),
+                       time.perf_counter() - started, os.getpid(), peak_rss_bytes())
+
+
+def result_path(tiles_dir: Path, tile: Tile) -> Path:
+    """The change-layer file of ``tile``."""
+    return tiles_dir / f"{tile.name}.npz"
 
 
 def peak_rss_bytes() -> int:
@@ -79,37 +96,32 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _stack_tile(plan: StackPlan, tile: Tile, store) -> tuple[np.ndarray, np.ndarray]:
-    """Write the tile's core into the stack store; return its (time, bands, rows, cols)
-    reflectance and (time, rows, cols) clear mask."""
+def _slices(window) -> tuple[slice, slice]:
+    return (slice(window.row_off, window.row_off + window.height),
+            slice(window.col_off, window.col_off + window.width))
+
+
+def _stack_strip(plan: StackPlan, tiles: list[Tile], store) -> None:
+    """Write the cores of ``tiles`` (west to east along one tile row) into the stack store,
+    acquisition by acquisition, each read through one reader."""
     selection = plan.selection
     grid, band_names = selection.grid, selection.band_names
-    kept = plan.kept
     local = selection.options.coregistration == "local"
-    core = tile.core
-    values = np.full((len(kept), len(band_names), core.height, core.width), np.nan, np.float32)
-    clear = np.zeros((len(kept), core.height, core.width), bool)
-    ref_acq = next(a for a, o in kept if o.key == plan.reference)
-    rows = slice(core.row_off, core.row_off + core.height)
-    cols = slice(core.col_off, core.col_off + core.width)
-    for t, (acq, outcome) in enumerate(kept):
+    ref_acq = next(a for a, o in plan.kept if o.key == plan.reference)
+    for t, (acq, outcome) in enumerate(plan.kept):
         if t < plan.reused:  # already stacked by the previous run: its linked chunks
-            values[t] = store["reflectance"][t, :, rows, cols]
-            clear[t] = store["mask"][t, rows, cols] == CLEAR
             continue
         with contextlib.ExitStack() as readers:
             reader = readers.enter_context(acq.reader(band_names, grid, outcome.applied_shift))
             ref_reader = None
             if local and acq is not ref_acq:
                 ref_reader = readers.enter_context(ref_acq.reader(band_names, grid))
-            data, flags = passes.stack_window(
-                reader, acq, outcome, band_names, grid, tile.core, tile.outer,
-                fit=plan.fits.get(acq.key), ref_reader=ref_reader,
-                min_confidence=selection.options.min_shift_confidence)
-        output.write_block(store, t, tile.core, data, flags)
-        values[t] = data
-        clear[t] = flags == CLEAR
-    return values, clear
+            for tile in tiles:
+                data, flags = passes.stack_window(
+                    reader, acq, outcome, band_names, grid, tile.core, tile.outer,
+                    fit=plan.fits.get(acq.key), ref_reader=ref_reader,
+                    min_confidence=selection.options.min_shift_confidence)
+                output.write_block(store, t, tile.core, data, flags)
 
 
 def _detect_tile(values: np.ndarray, clear: np.ndarray, plan: StackPlan
