@@ -2,7 +2,9 @@
 
 Generates a Sentinel-2-size scene series (default 10980 x 10980 px at 10 m, bands B02, B03,
 B04, B08 as float32 reflectance, 6 dates, a few construction sites appearing on the fourth
-date), block by block and deterministically; ingests it; then times, each in a fresh process:
+date) as tiled (512 px) DEFLATE GeoTIFFs, block by block and deterministically; with
+``--overviews`` gives them external overviews as Sentinel-2 L2A COGs have (the stack's survey
+then reads those instead of every pixel); ingests them; then times, each in a fresh process:
 
 - the I/O floor: a plain read of every input pixel, block by block;
 - the pipeline in one process (``scheduler="inline"``), on a LocalCluster of 1 worker and of 2
@@ -11,8 +13,9 @@ date), block by block and deterministically; ingests it; then times, each in a f
   process (a fresh workspace gets the first dates and is run untimed; the last date is ingested
   and the incremental run is timed).
 
-For each it prints the wall time, megapixels per second (grid pixels x dates / wall), the peak
-resident set of every process (client and workers) and the ratio to the I/O floor.
+The AOI is the scenes' footprint less 100 m on each side. For each run it prints the wall
+time, megapixels per second (grid pixels x dates / wall), the peak resident set of every
+process (client and workers) and the ratio to the I/O floor.
 
     python bench/throughput.py --size 2048 --out /tmp/bench
 """
@@ -86,6 +89,21 @@ def _block(window: Window, t: int, sites) -> np.ndarray:
     return data.astype(np.float32)
 
 
+def set_overviews(paths: list[Path], wanted: bool) -> None:
+    """Give the scenes external average overviews (``.ovr``, factors 2 to 32), as the
+    Sentinel-2 L2A COGs carry them, or remove them. The scenes' own bytes are not touched."""
+    from rasterio.enums import Resampling
+
+    for path in paths:
+        sidecar = path.with_name(path.name + ".ovr")
+        if not wanted:
+            sidecar.unlink(missing_ok=True)
+        elif not sidecar.exists():
+            with rasterio.Env(TIFF_USE_OVR=True, COMPRESS_OVERVIEW="DEFLATE"), \
+                    rasterio.open(path, "r+") as dst:
+                dst.build_overviews([2, 4, 8, 16, 32], Resampling.average)
+
+
 def io_floor(paths: list[Path]) -> float:
     """Seconds to read every pixel of ``paths`` block by block."""
     started = time.perf_counter()
@@ -100,7 +118,7 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
     """One pipeline run in this process; ``mode`` is ``inline``, ``incremental`` or a worker
     count."""
     from pyproj import Transformer
-    from shapely.geometry import box
+    from shapely.geometry import Polygon
 
     import sitewatch
     from sitewatch.scale import INLINE, run_tiled
@@ -110,8 +128,9 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
     inset = 10 * 10  # metres: keep the AOI's grid inside the scene
     west, east = WEST + inset, WEST + size * 10 - inset
     south, north = NORTH - size * 10 + inset, NORTH - inset
-    corners = [to_lonlat(x, y) for x, y in ((west, south), (east, north))]
-    polygon = box(corners[0][0], corners[0][1], corners[1][0], corners[1][1])
+    # The scene's footprint less the inset, corner by corner: its UTM grid is that rectangle.
+    polygon = Polygon([to_lonlat(x, y) for x, y in ((west, south), (east, south),
+                                                     (east, north), (west, north))])
     aoi = AOI(f"bench-{mode}-{time.time_ns()}", polygon)  # a new AOI: never up to date
     scheduler = None if mode.isdigit() else INLINE
     workers = int(mode) if mode.isdigit() else None
@@ -146,6 +165,9 @@ def main() -> None:
     parser.add_argument("--tile-px", type=int, default=1024)
     parser.add_argument("--workers", default="inline,1,2",
                         help="comma-separated runs: inline, incremental and/or worker counts")
+    parser.add_argument("--overviews", action="store_true",
+                        help="give the scenes overviews (.ovr) as COGs have; without it any "
+                             "are removed")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workspace = args.out / "ws"
@@ -159,6 +181,10 @@ def main() -> None:
     print(f"generated {len(paths)} dates of {args.size} x {args.size} px x {len(BANDS)} bands "
           f"in {time.perf_counter() - started:.1f} s")
     sitewatch.ingest(paths, workspace)
+    started = time.perf_counter()
+    set_overviews(paths, args.overviews)
+    if args.overviews:
+        print(f"overviews: {time.perf_counter() - started:.1f} s to build (once)")
     floor = io_floor(paths)
     mpx = args.size * args.size * len(paths) / 1e6
     print(f"I/O floor: {floor:.1f} s to read {mpx:.0f} Mpx x {len(BANDS)} bands "
