@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import zarr
 
 from sitewatch import __version__
@@ -40,6 +41,11 @@ from sitewatch.stack.aoi import AOI
 from sitewatch.stack.grid import Grid, grid_for
 from sitewatch.stack.passes import AcquisitionOutcome
 from sitewatch.store import Workspace
+
+#: GDAL block cache of a worker's tasks, MB. GDAL's default, 5 % of the machine's memory, filled
+#: up with a whole scene's blocks during the survey; the readers keep the blocks they reuse
+#: (:class:`sitewatch.stack.resample.BlockCache`).
+GDAL_CACHE_MB = 64
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,8 @@ def to_survey(selection: Selection) -> list[Acquisition]:
 def survey_acquisition(selection: Selection, acquisition: Acquisition) -> Surveyed:
     """:func:`sitewatch.stack.passes.survey` of one acquisition (one decimated read; a task of
     its own, so the acquisitions of an AOI are surveyed in parallel)."""
-    outcomes, previews = passes.survey([acquisition], selection.band_names, selection.grid)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
+        outcomes, previews = passes.survey([acquisition], selection.band_names, selection.grid)
     return outcomes[0], previews[acquisition.key]
 
 

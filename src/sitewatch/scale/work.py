@@ -35,7 +35,7 @@ import rasterio
 
 from sitewatch.detect.run import NO_DAY, TIMESERIES_BLOCK
 from sitewatch.detect.timeseries import detect_breaks
-from sitewatch.scale.plan import StackPlan, open_store
+from sitewatch.scale.plan import GDAL_CACHE_MB, StackPlan, open_store
 from sitewatch.scale.tiles import Tile
 from sitewatch.stack import output, passes
 from sitewatch.stack.output import CLEAR
@@ -45,8 +45,6 @@ LAYERS = {"onset": np.int32, "onset_earliest": np.int32, "onset_latest": np.int3
           "magnitude": np.float32, "persistent": np.uint8}
 #: Layers holding days since 1970-01-01.
 DAY_LAYERS = ("onset", "onset_earliest", "onset_latest")
-#: GDAL block cache of a worker, MB (the readers keep their own decoded blocks).
-GDAL_CACHE_MB = 64
 
 
 @dataclass(frozen=True)

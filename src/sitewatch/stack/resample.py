@@ -320,7 +320,7 @@ def _valid_pixels(src, indexes: list[int], data: np.ndarray, window: Window) -> 
 
 
 #: Source rows read at once by :func:`_binned_mean`, bounding its memory.
-_STRIP_ROWS = 1024
+_STRIP_ROWS = 512
 
 
 def _binned_mean(src, indexes: list[int], window: Window, shape: tuple[int, int]
@@ -335,9 +335,10 @@ def _binned_mean(src, indexes: list[int], window: Window, shape: tuple[int, int]
     row_edges = (np.arange(height + 1) * int(window.height)) // height
     col_edges = (np.arange(width) * int(window.width)) // width
     sums = np.zeros((len(indexes), *shape), np.float64)
-    counts = np.zeros(shape, np.int64)
+    counts = np.zeros(shape, np.float64)
     col0 = int(window.col_off)
     c0, c1 = max(col0, 0), min(col0 + int(window.width), src.width)
+    cache = BlockCache()  # the blocks two strips share are decoded once
     first = 0
     while first < height:
         last = first + 1
@@ -350,17 +351,19 @@ def _binned_mean(src, indexes: list[int], window: Window, shape: tuple[int, int]
         r0, r1 = max(row0, 0), min(row0 + rows, src.height)
         if r1 > r0 and c1 > c0:
             part_window = Window(c0, r0, c1 - c0, r1 - r0)
-            part = src.read(indexes, window=part_window, out_dtype=np.float32)
+            part = _read_blocks(src, indexes, part_window, cache)
             inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
             ok[inside] = _valid_pixels(src, indexes, part, part_window)
             values[(slice(None), *inside)] = part
         values[:, ~ok] = 0
         bins = row_edges[first:last] - row_edges[first]
-        sums[:, first:last] = np.add.reduceat(np.add.reduceat(values, bins, axis=1,
-                                                              dtype=np.float64),
-                                              col_edges, axis=2)
-        counts[first:last] = np.add.reduceat(np.add.reduceat(ok.astype(np.int64), bins, axis=0),
-                                             col_edges, axis=1)
+        # Rows summed in float32 (a bin's few hundred values lose nothing a preview shows),
+        # twice as fast as in float64 on the full-resolution strip; columns in float64.
+        sums[:, first:last] = np.add.reduceat(np.add.reduceat(values, bins, axis=1),
+                                              col_edges, axis=2, dtype=np.float64)
+        counts[first:last] = np.add.reduceat(np.add.reduceat(ok.astype(np.float32), bins,
+                                                             axis=0),
+                                             col_edges, axis=1, dtype=np.float64)
         first = last
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sums / counts).astype(np.float32), counts > 0
