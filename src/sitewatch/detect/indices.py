@@ -58,7 +58,7 @@ def normalised_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)``, 0 where ``a + b`` is 0 (both dark), NaN where an input is NaN."""
     total = a + b
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total != 0, (a - b) / total, 0.0).astype(np.float32)
+        return np.where(total != 0, (a - b) / total, 0.0).astype(np.float32, copy=False)
 
 
 def indices(image: np.ndarray, band_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -81,13 +81,13 @@ def indices(image: np.ndarray, band_names: Sequence[str]) -> dict[str, np.ndarra
     if formulas["built_up"] == "NDBI":
         built_up = normalised_difference(image[roles["swir1"]], image[roles["nir"]])
     elif formulas["built_up"] == "VIS-NIR":
-        built_up = normalised_difference(image[visible].mean(axis=0), image[roles["nir"]])
+        built_up = normalised_difference(brightness, image[roles["nir"]])  # mean visible
     elif formulas["built_up"] == "-GRVI":
         built_up = -vegetation
     else:
         built_up = np.full(image.shape[1:], np.nan, np.float32)
     return {"vegetation": vegetation, "built_up": built_up,
-            "brightness": brightness.astype(np.float32)}
+            "brightness": brightness.astype(np.float32, copy=False)}
 
 
 def index_formulas(band_names: Sequence[str]) -> dict[str, str]:

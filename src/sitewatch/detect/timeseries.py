@@ -414,21 +414,26 @@ def _scan_models(y: np.ndarray, clear: np.ndarray, seasonal_px: np.ndarray,
     pattern (:func:`_pattern_algebra`) and gathered; the pixels only pay for their residuals.
     Index letters: t, k time; a features; i, j design columns; n pixels; u patterns.
     """
-    n_time = y.shape[0]
-    pix = np.arange(y.shape[2])
+    n_time, m, n_pix = y.shape
+    pix = np.arange(n_pix)
     first, pattern = _patterns(clear, seasonal_px)
     algebra = _pattern_algebra(clear[:, first], seasonal_px[first], designs, min_segment)
     design = designs[max(designs)][0]  # the widest: every other design is its first columns
+    width = design.shape[1]
     w = clear.astype(np.float64)
     y = np.where(clear[:, None], y, 0.0)
     ginv = algebra.ginv[pattern]                                # (n, i, j)
-    beta = np.einsum("nij,ajn->ain", ginv, np.einsum("tj,tan->ajn", design, y))
-    resid0 = (y - np.einsum("ti,ain->tan", design, beta)) * w[:, None]
-    rss0 = (resid0 ** 2).sum(axis=0) + 1e-30                   # (a, n)
-    shift = np.cumsum(resid0[::-1], axis=0)[::-1]               # d_k' W e       (k, a, n)
+    xwy = (design.T @ y.reshape(n_time, -1)).reshape(width, m, n_pix)  # X' W y  (j, a, n)
+    beta = np.einsum("nij,jan->ian", ginv, xwy)
+    resid0 = y - (design @ beta.reshape(width, -1)).reshape(n_time, m, n_pix)
+    resid0 *= w[:, None]
+    rss0 = np.einsum("tan,tan->an", resid0, resid0) + 1e-30    # (a, n)
+    shift = _tail_sums(resid0)                                  # d_k' W e       (k, a, n)
     q = algebra.q[:, pattern]                                   # (k, n)
     admissible = algebra.admissible[:, pattern]
-    explained = shift ** 2 / (q[:, None] * rss0)               # share of RSS0 the step removes
+    explained = np.square(shift)                                # share of RSS0 the step removes
+    explained /= q[:, None]
+    explained /= rss0
     strongest = np.where(admissible, explained.max(axis=1), -1.0)
     k = np.argmax(strongest, axis=0)
     candidates = algebra.candidates[pattern]
@@ -437,13 +442,26 @@ def _scan_models(y: np.ndarray, clear: np.ndarray, seasonal_px: np.ndarray,
 
     best = np.clip(strongest[k, pix], 0.0, 1.0 - 1e-12)
     fstat = best / (1.0 - best) * np.maximum(dof, 1)
-    delta = shift[k, :, pix].T / q[k, pix]
+    delta = np.ascontiguousarray(shift[k, :, pix].T) / q[k, pix]  # (a, n), C order
     g = np.einsum("nij,nj->in", ginv, algebra.cols[k, :, pattern])
     step = (np.arange(n_time)[:, None] >= k) - design @ g       # M0 d_k           (t, n)
-    resid = (resid0 - delta[None] * step[:, None]) * w[:, None]
+    resid = delta[None] * step[:, None]
+    np.subtract(resid0, resid, out=resid)
+    resid *= w[:, None]
     leverage = (algebra.hat[:, pattern] + step ** 2 / q[k, pix]) * w
-    noise = (resid ** 2).sum(axis=0) / np.maximum(dof, 1) + 1e-30
+    noise = np.einsum("tan,tan->an", resid, resid) / np.maximum(dof, 1) + 1e-30
     return _Scan(tested, k, fstat, candidates, dof, delta, resid, leverage, noise)
+
+
+def _tail_sums(a: np.ndarray) -> np.ndarray:
+    """Reverse cumulative sums over the first axis, ``out[k] = a[k:].sum(axis=0)``: a loop over
+    the dates, each step one contiguous add (numpy's cumsum over a reversed first axis is
+    about eight times slower)."""
+    out = np.empty_like(a)
+    out[-1] = a[-1]
+    for t in range(a.shape[0] - 2, -1, -1):
+        np.add(out[t + 1], a[t], out=out[t])
+    return out
 
 
 @dataclass
@@ -504,8 +522,8 @@ def _pattern_algebra(clear: np.ndarray, seasonal: np.ndarray,
         gram[~tested[idx]] = np.eye(p)
         ginv[idx, :p, :p] = np.linalg.inv(gram)
     design = designs[max(designs)][0]
-    n_post = np.cumsum(w[::-1], axis=0)[::-1]                                  # (k, u)
-    cols = np.cumsum((w[:, None, :] * design[:, :, None])[::-1], axis=0)[::-1]  # (k, i, u)
+    n_post = _tail_sums(w)                                                     # (k, u)
+    cols = _tail_sums(w[:, None, :] * design[:, :, None])                      # (k, i, u)
     q = n_post - np.einsum("kiu,uij,kju->ku", cols, ginv, cols)
     admissible = (clear & tested & (n - n_post >= min_segment) & (n_post >= min_segment)
                   & (q > 1e-9 * n_post))
@@ -555,9 +573,15 @@ def _outlier_date(scan: _Scan, clear: np.ndarray) -> np.ndarray:
     rest = 1.0 - scan.leverage
     ok = clear & usable & (rest > 1e-8)
     rest = np.where(ok, rest, 1.0)[:, None]
-    rss = (scan.resid ** 2).sum(axis=0)
-    deleted = (rss - scan.resid ** 2 / rest) / np.maximum(scan.dof - 1, 1)
-    student = np.abs(scan.resid) / np.sqrt(np.maximum(deleted, 1e-30) * rest)
+    squares = np.square(scan.resid)
+    rss = squares.sum(axis=0)
+    deleted = np.divide(squares, rest, out=squares)  # leave-one-out residual variance
+    np.subtract(rss, deleted, out=deleted)
+    deleted /= np.maximum(scan.dof - 1, 1)
+    np.maximum(deleted, 1e-30, out=deleted)
+    deleted *= rest
+    student = np.abs(scan.resid)
+    student /= np.sqrt(deleted, out=deleted)
     worst_value = np.where(ok[:, None], student, 0.0).max(axis=1)
     worst = np.argmax(worst_value, axis=0)
     n = clear.sum(axis=0)
