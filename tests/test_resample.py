@@ -152,3 +152,31 @@ def test_a_row_of_overlapping_windows_decodes_each_block_once(tmp_path, monkeypa
         inside = data[:, 20:90, window.col_off:window.col_off + 60] * 1e-4
         assert valid[:, :inside.shape[2]].all() and not valid[:, inside.shape[2]:].any()
         np.testing.assert_allclose(values[:, :, :inside.shape[2]], inside, rtol=1e-6)
+
+
+def test_reserved_windows_read_column_by_column_decode_each_block_once(tmp_path, monkeypatch):
+    from sitewatch.stack import resample
+
+    data = np.arange(1, 1 + 160 * 200, dtype=np.uint16).reshape(1, 160, 200)
+    path = write_geotiff(tmp_path / "tiled.tif", data, nodata=0, tiled=True, blockxsize=32,
+                         blockysize=32)
+    scene = {"scene_id": "t", "bands": [{"name": "B08", "file": str(path), "index": 1,
+                                         "nodata": 0, "dtype": "uint16"}]}
+    grid = Grid(epsg=32637, resolution=10.0, width=200, height=160, west=500_000.0,
+                north=3_800_000.0)
+    # two rows of overlapping windows, read column by column (north, then south)
+    windows = [Window(col, row, 60, 70) for col in range(0, 121, 40) for row in (0, 50)]
+    decoded = []
+    original = resample.BlockCache.put
+    monkeypatch.setattr(resample.BlockCache, "put",
+                        lambda cache, key, block: (decoded.append(key), original(cache, key,
+                                                                                  block)))
+    with SceneReader(scene, ["B08"], grid) as reader:
+        for col in range(0, 121, 40):
+            reader.reserve(Window(col, 0, 60, 120))  # each column's union
+        for window in windows:
+            values, _ = reader.read(window)
+            rows = slice(window.row_off, window.row_off + 70)
+            cols = slice(window.col_off, window.col_off + 60)
+            np.testing.assert_allclose(values[0], data[0, rows, cols] * 1e-4, rtol=1e-6)
+    assert len(decoded) == len(set(decoded)) == 4 * 6  # block rows 0..3 x columns 0..5

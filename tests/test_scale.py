@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import shapely
+from rasterio.windows import Window
 
 import sitewatch
 from sitewatch.scale import INLINE, run_tiled, tile_layout
@@ -62,6 +63,18 @@ def test_tiles_partition_the_grid():
     last = tiles[-1]
     assert (last.core.col_off, last.core.width, last.outer.col_off, last.outer.width) == (
         128, 22, 112, 38)
+
+
+def test_strips_cover_every_tile_once_column_by_column():
+    from sitewatch.scale.tiles import column_windows, strips
+
+    grid = Grid(32637, 10.0, 10960, 5000, 500_000.0, 3_800_000.0)  # 11 x 5 tiles of 1024
+    tiles = tile_layout(grid, 1024, 64)
+    parts = strips(tiles)
+    assert sorted(t.name for part in parts for t in part) == sorted(t.name for t in tiles)
+    assert [len(part) for part in parts] == [10, 12, 10, 12, 5, 6]  # rows 0-1, 2-3, 4
+    assert [t.name for t in parts[0][:3]] == ["tile-000-000", "tile-001-000", "tile-000-001"]
+    assert column_windows(parts[0])[1] == Window(960, 0, 1152, 2112)
 
 
 def test_tiled_sites_match_a_one_process_stack(scene, inline_sites, tmp_path):

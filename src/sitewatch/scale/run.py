@@ -8,7 +8,7 @@ Per AOI, with ``R`` its run key (:mod:`sitewatch.scale.plan`) and the workspace 
     worker:  plan the stack                         -> W/scale/<aoi>-<R>/plan.pkl (client)
     client:  create the empty stack store           -> W/scale/<aoi>-<R>/stack.zarr
     workers: one task per strip of tiles not yet    -> stack.zarr chunks of their cores,
-             finished (a run along a tile row)         W/scale/<aoi>-<R>/tiles/tile-r-c.npz
+             finished (2 tile rows x up to 6)          W/scale/<aoi>-<R>/tiles/tile-r-c.npz
     client:  assemble, record, extract sites        (:mod:`sitewatch.scale.finalise`)
 
 Workers read the imagery and write only files no other task writes (their chunks, their

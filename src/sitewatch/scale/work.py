@@ -1,10 +1,12 @@
 """What a worker does with one strip of tiles: their part of the stack and their change layers.
 
-A *strip* is a run of adjacent tiles of one tile row (:func:`sitewatch.scale.tiles.strips`).
-The strip is stacked acquisition by acquisition: for every included acquisition not stacked by
-a previous run (an incremental run finds those in the store's linked chunks) one reader sweeps
-the strip's tiles west to east, so the blocks of the imagery that neighbouring outer windows
-share are decoded once (:class:`sitewatch.stack.resample.BlockCache`); each tile's outer window
+A *strip* is a block of adjacent tiles, two tile rows by up to six columns
+(:func:`sitewatch.scale.tiles.strips`). The strip is stacked acquisition by acquisition: for
+every included acquisition not stacked by a previous run (an incremental run finds those in the
+store's linked chunks) one reader sweeps the strip's tiles column by column, keeping the
+imagery blocks of a column (:meth:`sitewatch.stack.acquisition.MosaicReader.reserve`), so the
+blocks that neighbouring outer windows share are decoded once
+(:class:`sitewatch.stack.resample.BlockCache`); each tile's outer window
 (core plus overlap) is read onto the grid with the plan's shift, masked for clouds and shadows
 on the whole outer window, cropped to the core, normalised with the plan's fit and written into
 the AOI's stack store (the core's chunks belong to this tile alone). Then each tile's time
@@ -14,9 +16,9 @@ pixels, and the tile's change layers are written to one ``.npz`` file, temp file
 ``os.replace``: the file's presence is the proof that the tile is finished, so a resumed run
 skips it and a retried task finds it.
 
-Memory: the reader's decoded blocks (those one outer window touches: 16 blocks of 512 x 512 x
-4 float32 bands, 64 MB), one acquisition's outer window, then one tile's series as float32,
-``dates x bands x tile_px^2 x 4`` bytes (6 dates, 4 bands and 1024 px: 100 MB) and the
+Memory: the reader's decoded blocks (those a column of two outer windows touches: 24 blocks of
+512 x 512 x 4 float32 bands, 96 MB), one acquisition's outer window, then one tile's series as
+float32, ``dates x bands x tile_px^2 x 4`` bytes (6 dates, 4 bands and 1024 px: 100 MB) and the
 detection of one block.
 """
 
@@ -36,7 +38,7 @@ import rasterio
 from sitewatch.detect.run import NO_DAY, TIMESERIES_BLOCK
 from sitewatch.detect.timeseries import detect_breaks
 from sitewatch.scale.plan import GDAL_CACHE_MB, StackPlan, open_store
-from sitewatch.scale.tiles import Tile
+from sitewatch.scale.tiles import Tile, column_windows
 from sitewatch.stack import output, passes
 from sitewatch.stack.output import CLEAR
 
@@ -114,6 +116,8 @@ def _stack_strip(plan: StackPlan, tiles: list[Tile], store) -> None:
             ref_reader = None
             if local and acq is not ref_acq:
                 ref_reader = readers.enter_context(ref_acq.reader(band_names, grid))
+            for window in column_windows(tiles):
+                reader.reserve(window)
             for tile in tiles:
                 data, flags = passes.stack_window(
                     reader, acq, outcome, band_names, grid, tile.core, tile.outer,

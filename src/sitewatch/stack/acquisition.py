@@ -71,6 +71,11 @@ class MosaicReader:
         """(bands, rows, cols) float32 with NaN where invalid, and the validity mask."""
         return self._mosaic(reader.read(window) for reader in self._readers)
 
+    def reserve(self, window: Window) -> None:
+        """Keep the decoded imagery blocks of ``window`` (:meth:`SceneReader.reserve`)."""
+        for reader in self._readers:
+            reader.reserve(window)
+
     def read_decimated(self, factor: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole grid at ``factor`` times coarser pixels."""
         return self._mosaic(reader.read_decimated(factor) for reader in self._readers)

@@ -64,8 +64,9 @@ class SceneReader:
     resampling
         Bilinear by default (reflectance); use nearest for masks and labels.
 
-    Files read straight keep their decoded blocks in a :class:`BlockCache` while the reader
-    is open: read a row of overlapping windows left to right through one reader.
+    Files read straight keep their decoded blocks, a :class:`BlockCache` each, while the reader
+    is open: read a row of overlapping windows left to right through one reader, or
+    :meth:`reserve` the union of the windows read in turn.
     """
 
     def __init__(self, scene: dict, band_names: Sequence[str], grid: Grid,
@@ -81,7 +82,7 @@ class SceneReader:
         self.shift = shift
         self.resampling = resampling
         self._stack = contextlib.ExitStack()
-        self._cache = BlockCache()  # decoded blocks of the files read straight
+        self._caches: dict[tuple, BlockCache] = {}  # decoded blocks of the files read straight
         # (dataset, band index, scale, offset): dataset is a WarpedVRT on the grid (offset None)
         # or the source file itself when its pixels are the grid's up to an (rows, cols) offset.
         self._bands: list[tuple[rasterio.io.DatasetReader | WarpedVRT, int, float,
@@ -117,7 +118,7 @@ class SceneReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stack.close()
-        self._cache = BlockCache()
+        self._caches.clear()
 
     def _pixel_offset(self, src, transform: Affine) -> tuple[float, float] | None:
         """(rows, cols) position in ``src``'s pixels of the grid pixel (0, 0), when ``src`` has
@@ -136,6 +137,21 @@ class SceneReader:
         return tuple(float(np.round(v)) if abs(v - np.round(v)) < 1e-6 else v
                      for v in (rows, cols))
 
+    def reserve(self, window: Window) -> None:
+        """Keep the decoded blocks of ``window`` (grid pixels) of every file read straight, so
+        that windows inside it, read in any order, decode each block once."""
+        for _, _, dataset, indexes, _, offset in self._groups():
+            if offset is None:
+                continue
+            row, col = (int(np.floor(window_off + v)) for window_off, v in
+                        ((window.row_off, offset[0]), (window.col_off, offset[1])))
+            cache = self._cache(dataset, indexes)
+            cache.capacity = max(cache.capacity, _blocks_touched(
+                dataset, indexes, Window(col, row, window.width + 1, window.height + 1)))
+
+    def _cache(self, src, indexes: list[int]) -> BlockCache:
+        return self._caches.setdefault((src.name, tuple(indexes)), BlockCache())
+
     def _read_direct(self, src, indexes: list[int], offset: tuple[float, float],
                      window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Bands ``indexes`` of ``window`` read from the source file in one call and
@@ -152,7 +168,7 @@ class SceneReader:
         r1, c1 = min(row0 + rows, src.height), min(col0 + cols, src.width)
         if (r0, c0, r1, c1) == (row0, col0, row0 + rows, col0 + cols):  # inside the file
             part_window = Window(c0, r0, c1 - c0, r1 - r0)
-            values = _read_blocks(src, indexes, part_window, self._cache)
+            values = _read_blocks(src, indexes, part_window, self._cache(src, indexes))
             valid = _valid_pixels(src, indexes, values, part_window)
         else:
             values = np.zeros((len(indexes), rows, cols), np.float32)
@@ -160,7 +176,7 @@ class SceneReader:
             if r1 > r0 and c1 > c0:  # partly inside
                 part_window = Window(c0, r0, c1 - c0, r1 - r0)
                 inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
-                part = _read_blocks(src, indexes, part_window, self._cache)
+                part = _read_blocks(src, indexes, part_window, self._cache(src, indexes))
                 values[(slice(None), *inside)] = part
                 valid[inside] = _valid_pixels(src, indexes, part, part_window)
         if fy > 0 or fx > 0:
@@ -238,19 +254,19 @@ class SceneReader:
 
 
 class BlockCache:
-    """Decoded blocks of the files a reader reads straight, least recently used first out.
+    """Decoded blocks of one file a reader reads straight, least recently used first out.
 
     It holds as many blocks as the largest window read so far touched (see
-    :func:`_read_blocks`), so a reader that sweeps a row of overlapping windows left to right
-    decodes each block once: a window's blocks shared with the next are the most recently
-    used. Decoding is what a read of a DEFLATE GeoTIFF costs (about 15 ms for a 512 x 512 block
-    of 4 float32 bands), and a 1024 px tile read with a 64 px overlap touches 4 x 4 such blocks
-    for 2 x 2 blocks of its own.
+    :func:`_read_blocks`), or as :meth:`SceneReader.reserve` asked, so a reader that sweeps a
+    row of overlapping windows left to right decodes each block once: a window's blocks shared
+    with the next are the most recently used. Decoding is what a read of a DEFLATE GeoTIFF
+    costs (about 15 ms for a 512 x 512 block of 4 float32 bands), and a 1024 px tile read with a
+    64 px overlap touches 4 x 4 such blocks for 2 x 2 blocks of its own.
     """
 
     def __init__(self):
         self._blocks: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self.capacity = 0  # blocks
+        self.capacity = 0  # blocks of one file
 
     def get(self, key: tuple) -> np.ndarray | None:
         block = self._blocks.get(key)
@@ -262,6 +278,18 @@ class BlockCache:
         self._blocks[key] = block
         while len(self._blocks) > self.capacity:
             self._blocks.popitem(last=False)
+
+
+def _blocks_touched(src, indexes: list[int], window: Window) -> int:
+    """How many blocks of ``src`` the part of ``window`` inside the file touches."""
+    block_rows, block_cols = src.block_shapes[indexes[0] - 1]
+    r0, c0 = max(window.row_off, 0), max(window.col_off, 0)
+    r1 = min(window.row_off + window.height, src.height)
+    c1 = min(window.col_off + window.width, src.width)
+    if r1 <= r0 or c1 <= c0:
+        return 0
+    return (((r1 - 1) // block_rows - r0 // block_rows + 1)
+            * ((c1 - 1) // block_cols - c0 // block_cols + 1))
 
 
 def _read_blocks(src, indexes: list[int], window: Window,
