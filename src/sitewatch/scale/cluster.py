@@ -119,10 +119,11 @@ def connect(scheduler: str | None = None, workers: int | None = None
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
                 memory_limit=WORKER_MEMORY_BYTES, dashboard_address=":0"))
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
         else:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
+                client = stack.enter_context(Client(scheduler, timeout="20s",
+                                                    set_as_default=False))
             except (OSError, TimeoutError) as exc:
                 raise SitewatchError(f"cannot reach the Dask scheduler {scheduler!r} ({exc}); "
                                      f"check the address or unset {SCHEDULER_ENV}") from exc

@@ -260,10 +260,16 @@ def _fill_holes(change: np.ndarray, max_valid_pixels: float, valid: np.ndarray) 
     8-connected objects). A hole holds an island when the change pixels next to it belong to more
     than one 8-connected object: the edge of a hole is otherwise one object, its enclosing ring.
     """
-    enclosed = ndi.binary_fill_holes(change) & ~change
-    holes, count = ndi.label(enclosed)
+    background, count = ndi.label(~change)  # 4-connected regions
+    outside = np.zeros(count + 1, bool)  # not a hole: label 0 (change) and those at the edge
+    outside[0] = True
+    for side in (background[0], background[-1], background[:, 0], background[:, -1]):
+        outside[side] = True
+    number = np.where(outside, 0, np.cumsum(~outside))  # holes numbered 1..count
+    count = int(number.max())
     if count == 0:
         return change
+    holes = number[background]
     valid_pixels = np.bincount(holes.ravel(), weights=valid.ravel(), minlength=count + 1)
     objects, _ = ndi.label(change, structure=_EIGHT)
     pairs = [np.stack([hole[touch], thing[touch]], axis=1)
