@@ -183,3 +183,17 @@ def test_a_new_scene_is_stacked_alone_and_the_sites_keep_their_ids(tmp_path, mon
         if any(footprint.intersection(f).area > 0.5 * footprint.area for f in after.values()):
             assert site_id in after
     assert run_tiled(workspace, aoi, scheduler=INLINE, **TILING).jobs[0].up_to_date
+
+
+def test_a_local_cluster_runs_tasks_and_leaves_dask_s_default_scheduler_alone():
+    import operator
+
+    from dask.distributed import default_client
+
+    from sitewatch.scale.cluster import connect
+
+    with connect(workers=1) as pool:
+        pool.submit("answer", operator.mul, 6, 7)
+        assert list(pool.completed()) == [("answer", 42)]
+        with pytest.raises(ValueError):  # xarray/dask reads in the client stay local
+            default_client()

@@ -60,7 +60,7 @@ class DaskPool:
         from dask.distributed import as_completed
 
         self.client = client
-        self._pending = as_completed()
+        self._pending = as_completed(loop=client.loop)
         self._keys: dict[str, str] = {}
 
     @property
