@@ -151,6 +151,11 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
         workers[report.pid] = max(workers.get(report.pid, 0), report.peak_rss_bytes)
     if mode == "incremental":
         shutil.rmtree(workspace)
+    else:  # the run's stack store: 9.6 GB for a full tile, kept by every run
+        from sitewatch.stack.build import slug
+
+        for store in (workspace / "rasters" / "stacks").glob(f"{slug(aoi.name)}-*"):
+            shutil.rmtree(store)
     return {"mode": mode, "wall_s": wall, "pixels": grid.width * grid.height,
             "dates": len(job.plan.kept), "sites": len(job.sites.sites),
             "reused_dates": job.plan.reused,
