@@ -1,9 +1,10 @@
 """Scaling out: the pipeline over the tiles of a large AOI and over the AOIs of watch lists,
 as tasks on ``dask.distributed`` (or in this process).
 
-- :mod:`tiles`: the tile layout of a grid (cores that partition it, read with an overlap).
+- :mod:`tiles`: the tile layout of a grid (cores that partition it, read with an overlap) and
+  its strips (blocks of neighbouring tiles, one task each).
 - :mod:`plan`: the AOI-wide decisions of the stack, taken once; the run key.
-- :mod:`work`: a tile task: its part of the stack and its change layers (a worker).
+- :mod:`work`: a strip task: its tiles' part of the stack and change layers (a worker).
 - :mod:`finalise`: assembling an AOI's layers, recording them, extracting its sites (client).
 - :mod:`cluster`: where tasks run (an existing scheduler, a LocalCluster, or inline).
 - :mod:`run` and :mod:`watchlist`: driving all of it, resumable and incremental.
