@@ -15,7 +15,8 @@ then reads those instead of every pixel); ingests them; then times, each in a fr
 
 The AOI is the scenes' footprint less 100 m on each side. For each run it prints the wall
 time, megapixels per second (grid pixels x dates / wall), the peak resident set of every
-process (client and workers) and the ratio to the I/O floor.
+process (client and workers), the ratio to the I/O floor and the time of each phase (plan:
+survey, co-registration and fits; tiles; assembly and sites in the client).
 
     python bench/throughput.py --size 2048 --out /tmp/bench
 """
@@ -140,10 +141,21 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
         sitewatch.ingest(paths[:-1], workspace)
         run_tiled(workspace, aoi, tile_px=tile_px, overlap_px=64, scheduler=INLINE)
         sitewatch.ingest(paths[-1:], workspace)
+    marks = {}  # phase -> seconds since the start, at its last progress line
+
+    def progress(message: str) -> None:
+        phase = ("plan" if "planned" in message else "tiles" if message.startswith("Tiles")
+                 else None)
+        if phase:
+            marks[phase] = time.perf_counter() - started
+
     started = time.perf_counter()
     run = run_tiled(workspace, aoi, tile_px=tile_px, overlap_px=64, scheduler=scheduler,
-                    workers=workers)
+                    workers=workers, on_progress=progress)
     wall = time.perf_counter() - started
+    phases = {"plan_s": marks.get("plan", 0.0),
+              "tiles_s": marks.get("tiles", 0.0) - marks.get("plan", 0.0),
+              "finalise_s": wall - marks.get("tiles", 0.0)}
     job = run.jobs[0]
     grid = job.plan.selection.grid
     workers = {}
@@ -158,7 +170,7 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
             shutil.rmtree(store)
     return {"mode": mode, "wall_s": wall, "pixels": grid.width * grid.height,
             "dates": len(job.plan.kept), "sites": len(job.sites.sites),
-            "reused_dates": job.plan.reused,
+            "reused_dates": job.plan.reused, **phases,
             "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker_peak_rss_mb": sorted(v / 2**20 for v in workers.values())}
 
@@ -207,7 +219,9 @@ def main() -> None:
         print(f"{mode:>6}{reused}: wall {result['wall_s']:.1f} s, {rate:.2f} Mpx/s, "
               f"{result['wall_s'] / floor:.1f}x the I/O floor, {result['sites']} sites, "
               f"peak RSS client {result['client_peak_rss_mb']:.0f} MB, workers "
-              f"{', '.join(f'{v:.0f}' for v in result['worker_peak_rss_mb'])} MB")
+              f"{', '.join(f'{v:.0f}' for v in result['worker_peak_rss_mb'])} MB; "
+              f"plan {result['plan_s']:.1f} s, tiles {result['tiles_s']:.1f} s, "
+              f"assembly and sites {result['finalise_s']:.1f} s")
 
 
 if __name__ == "__main__":
