@@ -29,10 +29,9 @@ from pyproj import Transformer
 from shapely.geometry import box
 
 from sitewatch import __version__
-from sitewatch.detect.run import NO_DAY, TIMESERIES, DetectResult
+from sitewatch.detect.run import DAY_LAYERS, LAYERS, NO_DAY, TIMESERIES, DetectResult
 from sitewatch.scale.plan import StackPlan, fingerprints
 from sitewatch.scale.tiles import Tile
-from sitewatch.scale.work import DAY_LAYERS, LAYERS
 from sitewatch.sites import SitesResult, extract_sites
 from sitewatch.stack import output
 from sitewatch.stack.build import slug

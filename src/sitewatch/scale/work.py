@@ -11,8 +11,8 @@ blocks that neighbouring outer windows share are decoded once
 on the whole outer window, cropped to the core, normalised with the plan's fit and written into
 the AOI's stack store (the core's chunks belong to this tile alone). Then each tile's time
 series is read back from the store and goes through the time-series break detection
-(:func:`sitewatch.detect.detect_breaks`) in blocks of :data:`sitewatch.detect.run.TIMESERIES_BLOCK`
-pixels, and the tile's change layers are written to one ``.npz`` file, temp file then
+(:func:`sitewatch.detect.run.break_layers`, the blocks of the one-process detection), and the
+tile's change layers are written to one ``.npz`` file, temp file then
 ``os.replace``: the file's presence is the proof that the tile is finished, so a resumed run
 skips it and a retried task finds it.
 
@@ -35,18 +35,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from sitewatch.detect.run import NO_DAY, TIMESERIES_BLOCK
-from sitewatch.detect.timeseries import detect_breaks
+from sitewatch.detect.run import break_layers
 from sitewatch.scale.plan import GDAL_CACHE_MB, StackPlan, open_store
 from sitewatch.scale.tiles import Tile, column_windows
 from sitewatch.stack import output, passes
 from sitewatch.stack.output import CLEAR
-
-#: Change layers of the time-series detection, as :mod:`sitewatch.detect.run` stores them.
-LAYERS = {"onset": np.int32, "onset_earliest": np.int32, "onset_latest": np.int32,
-          "magnitude": np.float32, "persistent": np.uint8}
-#: Layers holding days since 1970-01-01.
-DAY_LAYERS = ("onset", "onset_earliest", "onset_latest")
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,8 @@ def process_strip(plan: StackPlan, tiles: list[Tile], store_path: Path, tiles_di
             rows, cols = _slices(tile.core)
             values = store["reflectance"][:, :, rows, cols]
             clear = store["mask"][:, rows, cols] == CLEAR
-            layers, parameters = _detect_tile(values, clear, plan)
+            layers, parameters = break_layers(values, clear, plan.times,
+                                              plan.selection.band_names)
             path = result_path(tiles_dir, tile)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as file:
@@ -124,27 +118,3 @@ def _stack_strip(plan: StackPlan, tiles: list[Tile], store) -> None:
                     fit=plan.fits.get(acq.key), ref_reader=ref_reader,
                     min_confidence=selection.options.min_shift_confidence)
                 output.write_block(store, t, tile.core, data, flags)
-
-
-def _detect_tile(values: np.ndarray, clear: np.ndarray, plan: StackPlan
-                 ) -> tuple[dict[str, np.ndarray], dict]:
-    """The tile's time-series change layers, block by block as :mod:`sitewatch.detect.run`."""
-    rows, cols = values.shape[2:]
-    layers = {name: np.full((rows, cols), NO_DAY if name in DAY_LAYERS else 0, dtype)
-              for name, dtype in LAYERS.items()}
-    layers["magnitude"][:] = np.nan
-    parameters: dict = {}
-    band_names = plan.selection.band_names
-    for row in range(0, rows, TIMESERIES_BLOCK):
-        for col in range(0, cols, TIMESERIES_BLOCK):
-            block = (slice(row, row + TIMESERIES_BLOCK), slice(col, col + TIMESERIES_BLOCK))
-            breaks = detect_breaks(values[(slice(None), slice(None), *block)],
-                                   clear[(slice(None), *block)], plan.times, band_names)
-            parameters = {"method": breaks.method, **breaks.parameters}
-            for name in DAY_LAYERS:
-                days = getattr(breaks, name).astype("datetime64[D]")
-                layers[name][block] = np.where(np.isnat(days), NO_DAY,
-                                               days.astype(np.int64)).astype(np.int32)
-            layers["magnitude"][block] = breaks.magnitude
-            layers["persistent"][block] = breaks.persistent & (breaks.onset_index >= 0)
-    return layers, parameters
