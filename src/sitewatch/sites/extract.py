@@ -101,7 +101,7 @@ def extract_sites(
         started = now_iso()
         stack = latest_stack(ws, aoi)
         grid = Grid(**stack["properties"]["grid"])
-        dataset = open_stack(ws.root / stack["path"])
+        dataset = open_stack(ws.root / stack["path"], dask=False)  # site windows only
         places = ws.rows("places")
         borders = ws.rows("borders")
         if dataset.sizes["time"] < MIN_SERIES_DATES:
