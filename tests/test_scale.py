@@ -116,6 +116,16 @@ def test_two_workers_with_one_killed_give_the_same_sites(scene, inline_sites):
     assert _sites(workspace, "two") == inline_sites
 
 
+def test_series_read_back_from_the_store_give_the_sites_of_held_ones(scene, inline_sites,
+                                                                    monkeypatch):
+    from sitewatch.scale import work
+
+    workspace, bbox = scene
+    monkeypatch.setattr(work, "HELD_MB", 0)  # every acquisition read back, none held
+    run_tiled(workspace, from_bbox(bbox, "read-back"), scheduler=INLINE, **TILING)
+    assert _sites(workspace, "read-back") == inline_sites
+
+
 def test_a_crashed_run_resumes_without_redoing_tiles(scene, inline_sites, monkeypatch):
     workspace, bbox = scene
 
