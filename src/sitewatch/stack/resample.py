@@ -374,16 +374,20 @@ def _binned_mean(src, indexes: list[int], window: Window, shape: tuple[int, int]
             last += 1
         row0 = int(window.row_off) + int(row_edges[first])
         rows = int(row_edges[last] - row_edges[first])
-        values = np.zeros((len(indexes), rows, int(window.width)), np.float32)
-        ok = np.zeros(values.shape[1:], bool)
         r0, r1 = max(row0, 0), min(row0 + rows, src.height)
-        if r1 > r0 and c1 > c0:
-            part_window = Window(c0, r0, c1 - c0, r1 - r0)
-            part = _read_blocks(src, indexes, part_window, cache)
-            inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
-            ok[inside] = _valid_pixels(src, indexes, part, part_window)
-            values[(slice(None), *inside)] = part
-        values[:, ~ok] = 0
+        part_window = Window(c0, r0, c1 - c0, r1 - r0)
+        if (r1 - r0, c1 - c0) == (rows, int(window.width)):  # the strip is inside the file
+            values = _read_blocks(src, indexes, part_window, cache)
+            ok = _valid_pixels(src, indexes, values, part_window)
+        else:
+            values = np.zeros((len(indexes), rows, int(window.width)), np.float32)
+            ok = np.zeros(values.shape[1:], bool)
+            if r1 > r0 and c1 > c0:
+                part = _read_blocks(src, indexes, part_window, cache)
+                inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
+                ok[inside] = _valid_pixels(src, indexes, part, part_window)
+                values[(slice(None), *inside)] = part
+        np.copyto(values, 0, where=~ok)
         bounds = row_edges[first:last + 1] - row_edges[first]
         # Rows summed in float32 (a bin's few hundred values lose nothing a preview shows),
         # twice as fast as in float64 on the full-resolution strip; columns in float64.
