@@ -313,7 +313,10 @@ def _valid_pixels(b: dict[str, np.ndarray], valid, shape) -> np.ndarray:
 
 def _ramp(x: np.ndarray, centre: float, half_width: float) -> np.ndarray:
     """Linear membership: 0 at centre - half_width, 0.5 at centre, 1 at centre + half_width."""
-    return np.clip((x - centre) / (2.0 * half_width) + 0.5, 0.0, 1.0)
+    out = np.subtract(x, centre)  # one temporary, updated in place
+    out /= 2.0 * half_width
+    out += 0.5
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -338,10 +341,12 @@ def _remove_small(mask: np.ndarray, min_px: int) -> np.ndarray:
     eight = np.ones((3, 3), dtype=bool)
     lab, n = ndimage.label(mask, structure=eight)
     if n:
-        sizes = np.bincount(lab.ravel())
+        sizes = np.bincount(lab[mask], minlength=n + 1)  # counted over the objects only
         keep = sizes >= min_px
         keep[0] = False
         mask = keep[lab]
+    if not mask.any():  # no object, hence no hole (the common window without clouds)
+        return mask
     lab, n = ndimage.label(~mask)  # 4-connected background: holes
     if n:
         sizes = np.bincount(lab.ravel())
