@@ -15,8 +15,9 @@ then reads those instead of every pixel); ingests them; then times, each in a fr
 
 The AOI is the scenes' footprint less 100 m on each side. For each run it prints the wall
 time, megapixels per second (grid pixels x dates / wall), the peak resident set of every
-process (client and workers), the ratio to the I/O floor and the time of each phase (plan:
-survey, co-registration and fits; tiles; assembly and sites in the client).
+process (client and workers), the ratio to the I/O floor, the time of each phase (plan:
+survey, co-registration and fits; tiles; assembly and sites in the client) and how long each
+worker ran strip tasks (against the tiles phase: the time workers waited).
 
     python bench/throughput.py --size 2048 --out /tmp/bench
 """
@@ -158,9 +159,10 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
               "finalise_s": wall - marks.get("tiles", 0.0)}
     job = run.jobs[0]
     grid = job.plan.selection.grid
-    workers = {}
+    workers, busy = {}, {}
     for report in run.reports:
         workers[report.pid] = max(workers.get(report.pid, 0), report.peak_rss_bytes)
+        busy[report.pid] = busy.get(report.pid, 0.0) + report.seconds
     if mode == "incremental":
         shutil.rmtree(workspace)
     else:  # the run's stack store: 9.6 GB for a full tile, kept by every run
@@ -172,7 +174,8 @@ def measure(workspace: Path, size: int, mode: str, tile_px: int) -> dict:
             "dates": len(job.plan.kept), "sites": len(job.sites.sites),
             "reused_dates": job.plan.reused, **phases,
             "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_peak_rss_mb": sorted(v / 2**20 for v in workers.values())}
+            "worker_peak_rss_mb": sorted(v / 2**20 for v in workers.values()),
+            "worker_busy_s": sorted(busy.values())}
 
 
 def main() -> None:
@@ -221,7 +224,8 @@ def main() -> None:
               f"peak RSS client {result['client_peak_rss_mb']:.0f} MB, workers "
               f"{', '.join(f'{v:.0f}' for v in result['worker_peak_rss_mb'])} MB; "
               f"plan {result['plan_s']:.1f} s, tiles {result['tiles_s']:.1f} s, "
-              f"assembly and sites {result['finalise_s']:.1f} s")
+              f"assembly and sites {result['finalise_s']:.1f} s; strip tasks "
+              f"{', '.join(f'{v:.0f}' for v in result['worker_busy_s'])} s a worker")
 
 
 if __name__ == "__main__":
