@@ -72,7 +72,11 @@ The block is processed at once (the caller tiles big AOIs). Besides the float32 
 (``4 T B`` bytes a pixel) the work arrays take about ``16 T (m + 1)`` bytes a pixel at their
 peak (float64 features, residuals and cumulative sums): measured 2.3 kB a pixel for 12 dates
 and 3 features without the seasonal model and 3.5 kB with it (bench/timeseries.py), so up to
-0.9 GiB for a 512 x 512 block; the detect stage works in 256 x 256 blocks.
+0.9 GiB for a 512 x 512 block; the detect stage works in 128 x 128 blocks
+(:data:`sitewatch.detect.run.TIMESERIES_BLOCK`), whose work arrays stay in the CPU's cache.
+They are float64 on purpose: in float32 the residuals of a pixel with few clear dates (two
+degrees of freedom) lose the digits the outlier test's leave-one-out variance is made of, and
+tried on the test scene that turned a stable pixel into a break.
 """
 
 from __future__ import annotations
