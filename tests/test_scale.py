@@ -207,3 +207,15 @@ def test_a_local_cluster_runs_tasks_and_leaves_dask_s_default_scheduler_alone():
         assert list(pool.completed()) == [("answer", 42)]
         with pytest.raises(ValueError):  # xarray/dask reads in the client stay local
             default_client()
+
+
+def test_a_stack_store_with_a_chunk_per_band_is_not_reused(tmp_path):
+    from sitewatch.scale.plan import _same_band_chunks
+
+    for chunks, reusable in (([1, 4, 512, 512], True), ([1, 1, 512, 512], False)):
+        store = tmp_path / f"{chunks[1]}.zarr"
+        (store / "reflectance").mkdir(parents=True)
+        (store / "reflectance" / ".zarray").write_text(json.dumps(
+            {"shape": [6, 4, 2048, 2048], "chunks": chunks}))
+        assert _same_band_chunks(store) is reusable
+    assert not _same_band_chunks(tmp_path / "missing.zarr")

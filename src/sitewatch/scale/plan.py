@@ -158,7 +158,7 @@ def _previous_stack(ws: Workspace, aoi: AOI, base_key: str,
         return None
     run = runs[-1]
     rasters = ws.rows("rasters", "run_id = ? AND kind = 'stack'", (run["run_id"],))
-    if not rasters or not (ws.root / rasters[0]["path"]).is_dir():
+    if not rasters or not _same_band_chunks(ws.root / rasters[0]["path"]):
         return None
     old = {tuple(pair) for pair in run["inputs"].get("scene_fingerprints", [])}
     new = [s for s in scenes if (s["scene_id"], s["fingerprint"]) not in old]
@@ -169,6 +169,17 @@ def _previous_stack(ws: Workspace, aoi: AOI, base_key: str,
         return None
     return PreviousStack(run["run_id"], ws.root / rasters[0]["path"], outcomes,
                          rasters[0]["properties"]["reference"])
+
+
+def _same_band_chunks(store: Path) -> bool:
+    """Whether the stack store ``store`` exists with the band chunking this version writes
+    (every band in one chunk; older stores have a chunk per band, and their chunk files cannot
+    be shared with a new store)."""
+    try:
+        metadata = json.loads((store / "reflectance" / ".zarray").read_text())
+    except (OSError, ValueError):
+        return False
+    return metadata["chunks"][1] == metadata["shape"][1]
 
 
 #: A surveyed acquisition: its outcome so far and its preview (:func:`survey_acquisition`).

@@ -11,8 +11,11 @@ Layout (CF conventions, Zarr format 2 so GDAL and other readers open it too)::
     spatial_ref                              CRS (WKT) and GeoTransform, for rioxarray
     x, y                                     pixel centres, metres in the grid CRS
 
-Chunks are one time step, one band and 512 x 512 pixels, so windows are written and read
-without touching the rest.
+Chunks are one time step, every band and 512 x 512 pixels, so windows are written and read
+without touching the rest. Bands share a chunk because every reader of the stack reads them
+together (indices, detection, the sites' windows), and a quarter of the chunk files is a
+quarter of Zarr's cost per file: writing a 1024 px tile of 6 dates and 4 bands takes 0.17 s of
+CPU in 4-band chunks, 0.34 s in 1-band chunks.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def create(path: Path, grid: Grid, band_names: list[str], outcomes: list, aoi: s
         {
             "reflectance": (("time", "band", "y", "x"), da.full(
                 (n_time, n_band, grid.height, grid.width), np.nan, dtype="float32",
-                chunks=(1, 1, CHUNK, CHUNK))),
+                chunks=(1, n_band, CHUNK, CHUNK))),
             "mask": (("time", "y", "x"), da.full(
                 (n_time, grid.height, grid.width), 1, dtype="uint8", chunks=(1, CHUNK, CHUNK))),
             "shift_x": ("time", np.array([o.applied_shift[0] for o in outcomes], np.float32)),
