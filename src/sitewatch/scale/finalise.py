@@ -1,7 +1,7 @@
 """The client's part of an AOI once its tiles are done: assemble, register, extract sites.
 
 1. The stack store is consolidated and renamed into ``rasters/stacks/``; the tiles' change
-   layers are assembled window by window into tiled, DEFLATE-compressed GeoTIFFs in
+   layers are assembled window by window into tiled, Zstandard-compressed GeoTIFFs in
    ``rasters/detect/<run>/`` (one tile in memory at a time).
 2. One workspace transaction records the stack and the detection exactly as
    :func:`sitewatch.stack.build_stack` and :func:`sitewatch.detect.detect` do (``aois``,
@@ -83,9 +83,10 @@ def finalise(ws: Workspace, plan: StackPlan, tiles: list[Tile], run_dir: Path, s
 
 def _assemble_layers(grid: Grid, tiles: list[Tile], run_dir: Path, out: Path) -> dict:
     """Write the tiles' change layers as GeoTIFFs into ``out`` (via a temporary folder;
-    DEFLATE at level 1 on every core: a third of the default level's time for 2 % more bytes);
-    returns the detection parameters (those of the last tile, as detect keeps the last
-    block's) and the share of the grid's pixels with a persistent break."""
+    Zstandard at level 1 on every core, which GDAL reads since 2.3: a full Sentinel-2 tile's
+    magnitude layer costs 1.3 s of CPU and 404 MB, against 5.4 s and the same size with
+    DEFLATE at level 1); returns the detection parameters (those of the last tile, as detect
+    keeps the last block's) and the share of the grid's pixels with a persistent break."""
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -95,7 +96,7 @@ def _assemble_layers(grid: Grid, tiles: list[Tile], run_dir: Path, out: Path) ->
     for name, dtype in LAYERS.items():
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1,
                        dtype=dtype, crs=grid.crs.to_wkt(), transform=grid.transform,
-                       compress="DEFLATE", zlevel=1, num_threads="ALL_CPUS", tiled=True,
+                       compress="ZSTD", zstd_level=1, num_threads="ALL_CPUS", tiled=True,
                        blockxsize=GTIFF_BLOCK,
                        blockysize=GTIFF_BLOCK, nodata=nodata.get(name, NO_DAY), BIGTIFF="IF_SAFER")
         files[name] = rasterio.open(tmp / f"{name}.tif", "w", **profile)
