@@ -215,7 +215,9 @@ def _remove_small_objects(change: np.ndarray, min_pixels: float) -> np.ndarray:
     labels, count = ndi.label(change, structure=_EIGHT)
     if count == 0:
         return change
-    return _object_sizes(labels, change, count)[labels] >= min_pixels
+    keep = _object_sizes(labels, change, count) >= min_pixels  # a bool table: cheap to gather
+    keep[0] = False
+    return keep[labels]
 
 
 def _object_sizes(labels: np.ndarray, change: np.ndarray, count: int) -> np.ndarray:
