@@ -217,7 +217,7 @@ class SceneReader:
                 values, group_valid = self._read_direct(dataset, indexes, offset, window)
             np.multiply(values, scale, out=out[first:last + 1], casting="unsafe")
             valid &= group_valid
-        out[:, ~valid] = np.nan
+        np.copyto(out, np.nan, where=~valid)
         return out, valid
 
     def read_decimated(self, factor: int) -> tuple[np.ndarray, np.ndarray]:
