@@ -241,7 +241,7 @@ def _object_polygons(change: np.ndarray, min_pixels: float, transform: affine.Af
         if sizes[number] < min_pixels:
             continue
         pixels = labels[box] == number
-        corner = transform * affine.Affine.translation(box[1].start, box[0].start)
+        corner = transform @ affine.Affine.translation(box[1].start, box[0].start)
         polygons += [shape(geometry) for geometry, _ in rasterio.features.shapes(
             pixels.astype(np.uint8), mask=pixels, transform=corner, connectivity=8)]
     return polygons
