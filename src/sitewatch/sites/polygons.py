@@ -269,7 +269,8 @@ def _close(change: np.ndarray, radius_m: float, pixel_size: tuple[float, float])
         rows, cols = np.mgrid[-reach[0]:reach[0] + 1, -reach[1]:reach[1] + 1]
         disk = np.hypot(rows * pixel_size[0], cols * pixel_size[1]) <= radius_m + tolerance
         if disk.all():  # a rectangle (the default merge distance's 3 x 3): separable
-            return _erode_rectangle(_dilate_rectangle(change, reach), reach)
+            dilated = _rectangle_morphology(change, reach, np.logical_or)
+            return _rectangle_morphology(dilated, reach, np.logical_and)
         dilated = ndi.binary_dilation(change, structure=disk)
         return ndi.binary_erosion(dilated, structure=disk, border_value=1)
     dilated = ndi.distance_transform_edt(~change, sampling=pixel_size) <= radius_m + tolerance
@@ -278,33 +279,22 @@ def _close(change: np.ndarray, radius_m: float, pixel_size: tuple[float, float])
     return ndi.distance_transform_edt(dilated, sampling=pixel_size) > radius_m + tolerance
 
 
-def _dilate_rectangle(change: np.ndarray, reach: list[int]) -> np.ndarray:
-    """Binary dilation by the rectangle of ``reach`` (rows, cols) pixels each way, as a dilation
-    along the rows then one along the columns (a rectangle is the sum of two segments), each by
-    shifted ORs: three times as fast as :func:`scipy.ndimage.binary_dilation` with a 3 x 3
-    square on a Sentinel-2 tile. Outside the raster is background."""
+def _rectangle_morphology(change: np.ndarray, reach: list[int], combine) -> np.ndarray:
+    """Binary dilation (``combine=np.logical_or``) or erosion (``np.logical_and``) by the
+    rectangle of ``reach`` (rows, cols) pixels each way: one pass along the rows then one along
+    the columns (a rectangle is the sum of two segments), each by shifted in-place ``combine``,
+    three times as fast as :func:`scipy.ndimage.binary_dilation` with a 3 x 3 square on a
+    Sentinel-2 tile. Outside the raster counts as background for a dilation and as set for an
+    erosion (``border_value=1``: objects at the edge are not eroded)."""
     out = change.copy()
-    for k in range(1, reach[0] + 1):
-        out[k:] |= change[:-k]
-        out[:-k] |= change[k:]
-    along_rows = out.copy()
-    for k in range(1, reach[1] + 1):
-        out[:, k:] |= along_rows[:, :-k]
-        out[:, :-k] |= along_rows[:, k:]
-    return out
-
-
-def _erode_rectangle(change: np.ndarray, reach: list[int]) -> np.ndarray:
-    """Binary erosion by the rectangle of :func:`_dilate_rectangle`; outside the raster counts
-    as set (``border_value=1``), so objects at the edge are not eroded."""
-    out = change.copy()
-    for k in range(1, reach[0] + 1):
-        out[k:] &= change[:-k]
-        out[:-k] &= change[k:]
-    along_rows = out.copy()
-    for k in range(1, reach[1] + 1):
-        out[:, k:] &= along_rows[:, :-k]
-        out[:, :-k] &= along_rows[:, k:]
+    for axis, steps in enumerate(reach):
+        before = out.copy()
+        for k in range(1, steps + 1):
+            head = [slice(None)] * 2
+            tail = [slice(None)] * 2
+            head[axis], tail[axis] = slice(k, None), slice(None, -k)
+            combine(out[tuple(head)], before[tuple(tail)], out=out[tuple(head)])
+            combine(out[tuple(tail)], before[tuple(head)], out=out[tuple(tail)])
     return out
 
 
