@@ -1,6 +1,7 @@
 """Leave-one-city-out cross-validation of the learned change model, beside the classic methods.
 
     python bench/learned_cv.py [--workspace DIR] [--steps N] [--widths 16,32,64] [--seed S]
+                               [--change-fraction F] [--hard-fraction F]
                                [--cities CITY ...] [--threads N] [--levir] [--final DIR]
 
 - OSCD (Caye Daudt et al. 2018), 7 cities: the very pairs ``bench/quality.py`` builds (stacked by
@@ -179,6 +180,10 @@ def main() -> None:
     parser.add_argument("--widths", default="16,32,64", help="network widths per scale")
     parser.add_argument("--patch", type=int, default=64, help="patch side (pixels)")
     parser.add_argument("--batch", type=int, default=16, help="patches per step")
+    parser.add_argument("--change-fraction", type=float, default=Recipe.change_fraction,
+                        help="share of patches centred on a change pixel")
+    parser.add_argument("--hard-fraction", type=float, default=Recipe.hard_fraction,
+                        help="share of patches centred on pixels drawn by their loss")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cities", nargs="+", default=list(quality.OSCD_CITIES))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -194,6 +199,7 @@ def main() -> None:
     epochs = 10
     recipe = Recipe(epochs=epochs, steps_per_epoch=max(1, args.steps // epochs),
                     patch=args.patch, batch=args.batch, seed=args.seed,
+                    change_fraction=args.change_fraction, hard_fraction=args.hard_fraction,
                     widths=tuple(int(w) for w in args.widths.split(",")))
     print(f"recipe: {recipe}")
     with tempfile.TemporaryDirectory(prefix="sitewatch-learned-cv-") as tmp:

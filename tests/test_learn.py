@@ -161,6 +161,23 @@ def test_patches_are_balanced_and_augmented_consistently(levir_dir):
     assert np.all(differs <= (truth == 1))
 
 
+def test_hard_patches_centre_on_the_pixels_with_the_largest_loss(levir_dir):
+    pairs = read_levir(levir_dir)[:2]
+    sampler = PatchSampler(pairs, 16, seed=0, change_fraction=0.0, hard_fraction=1.0,
+                           max_shift=0, gain_jitter=0, offset_jitter=0)
+    hard = [np.zeros(p.truth.shape) for p in pairs]
+    for loss in hard:
+        loss[20, 30] = 5.0  # one hard pixel per pair
+    sampler.set_hardness(hard)
+    before, _, _ = sampler.sample(12)
+    expected = [p.before[:, 20, 30] for p in pairs]
+    for patch in before:  # the hard pixel is one of the 4 central ones (rotations, flips)
+        centre = patch[:, 7:9, 7:9].reshape(3, 4).T
+        assert any(np.allclose(c, e) for c in centre for e in expected)
+    with pytest.raises(SitewatchError, match="sum to at most 1"):
+        PatchSampler(pairs, 16, seed=0, change_fraction=0.6, hard_fraction=0.6)
+
+
 def test_levir_reader_skips_unlabelled_and_mismatched_pairs(data_dir):
     with pytest.warns(UserWarning, match="test_113_0256"):
         pairs = read_levir(data_dir / "levir-cd-samples")

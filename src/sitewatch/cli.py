@@ -423,6 +423,11 @@ def train(
                                                   "[date].")] = None,
     widths: Annotated[str | None, typer.Option(help="Channels per scale, comma-separated "
                                                "[16,32,64].")] = None,
+    change_fraction: Annotated[float | None, typer.Option(help="Share of patches centred on "
+                                                          "a change pixel [0.5].")] = None,
+    hard_fraction: Annotated[float | None, typer.Option(help="Share of patches centred on "
+                                                        "pixels drawn by their loss in the "
+                                                        "epoch before [0].")] = None,
     gain_jitter: Annotated[float | None, typer.Option(help="After-date gain jitter "
                                                       "[0.05].")] = None,
     offset_jitter: Annotated[float | None, typer.Option(help="After-date offset jitter "
@@ -437,7 +442,8 @@ def train(
     recipe's defaults, shown in brackets."""
     recipe = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": patch,
               "batch": batch, "lr": lr, "weight_decay": weight_decay, "loss": loss,
-              "normalise": normalise, "gain_jitter": gain_jitter, "offset_jitter": offset_jitter,
+              "normalise": normalise, "change_fraction": change_fraction,
+              "hard_fraction": hard_fraction, "gain_jitter": gain_jitter, "offset_jitter": offset_jitter,
               "max_shift": max_shift, "tta": tta, "seed": seed,
               "widths": tuple(int(w) for w in widths.split(",")) if widths else None}
     with _progress("Training the change model"):

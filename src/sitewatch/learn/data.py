@@ -178,6 +178,11 @@ class PatchSampler:
 
     Class balancing: a patch is centred on a labelled change pixel with probability
     ``change_fraction``, otherwise on any usable pixel (change is rare: ~3 % of OSCD pixels).
+    Hard example mining: once :meth:`set_hardness` has given per-pixel losses, a further
+    ``hard_fraction`` of the patches is centred on a pixel drawn in proportion to its loss, so
+    that what the network still gets wrong (fields ploughed or harvested between the dates,
+    which look like construction) is seen more often. This is the online hard example mining of
+    Shrivastava, Gupta & Girshick (2016, CVPR), applied at the sampling of patch centres.
     Augmentation (applied identically to both dates and the labels unless stated): a random
     rotation by a multiple of 90 degrees and a random flip; radiometric jitter of the after date
     (per-band gain ``1 +- gain_jitter`` and offset ``+- offset_jitter`` reflectance); and a
@@ -192,13 +197,20 @@ class PatchSampler:
         Patch side (pixels). Pairs smaller than ``patch + 2 * max_shift`` are edge-padded.
     seed
         Seed of the sampler's random generator.
+    change_fraction, hard_fraction
+        Probabilities that a patch is centred on a change pixel and on a pixel drawn by its
+        loss (see above); the rest are centred on any usable pixel.
     """
 
     def __init__(self, pairs: Sequence[ChangePair], patch: int, seed: int, *,
-                 change_fraction: float = 0.5, gain_jitter: float = 0.05,
-                 offset_jitter: float = 0.01, max_shift: int = 1):
+                 change_fraction: float = 0.5, hard_fraction: float = 0.0,
+                 gain_jitter: float = 0.05, offset_jitter: float = 0.01, max_shift: int = 1):
+        if change_fraction < 0 or hard_fraction < 0 or change_fraction + hard_fraction > 1:
+            raise SitewatchError(f"patch fractions must be >= 0 and sum to at most 1 (change "
+                                 f"{change_fraction}, hard {hard_fraction})")
         self.patch, self.max_shift = int(patch), int(max_shift)
-        self.change_fraction = change_fraction
+        self.change_fraction, self.hard_fraction = change_fraction, hard_fraction
+        self._hardness: list[np.ndarray | None] = [None] * len(pairs)
         self.gain_jitter, self.offset_jitter = gain_jitter, offset_jitter
         self.rng = np.random.default_rng(seed)
         margin = self.patch // 2 + self.max_shift
@@ -220,6 +232,25 @@ class PatchSampler:
         self._shapes = [pair.truth.shape for pair in pairs]
         self._margin = margin
 
+    def set_hardness(self, losses: Sequence[np.ndarray]) -> None:
+        """Per-pixel losses (rows, cols), one map per training pair in order, that the hard
+        patches are drawn by (NaN or negative counts as 0)."""
+        for k, (loss, usable) in enumerate(zip(losses, self._usable, strict=True)):
+            weights = np.nan_to_num(np.asarray(loss, np.float64).ravel()[usable])
+            cumulative = np.cumsum(np.maximum(weights, 0))
+            self._hardness[k] = cumulative if cumulative.size and cumulative[-1] > 0 else None
+
+    def _centre(self, k: int) -> int:
+        """Flat index of a patch centre in pair ``k``, by the class and hardness fractions."""
+        draw = self.rng.random()
+        if draw < self.change_fraction and len(self._changed[k]):
+            return int(self.rng.choice(self._changed[k]))
+        hardness = self._hardness[k]
+        if hardness is not None and draw < self.change_fraction + self.hard_fraction:
+            position = np.searchsorted(hardness, self.rng.random() * hardness[-1], side="right")
+            return int(self._usable[k][min(position, len(hardness) - 1)])
+        return int(self.rng.choice(self._usable[k]))
+
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``batch`` patches: before, after (batch, bands, patch, patch) float32 reflectance (NaN
         where a date has no data) and truth (batch, patch, patch) int8 (1 change, 0 no change,
@@ -227,10 +258,7 @@ class PatchSampler:
         befores, afters, truths = [], [], []
         for _ in range(batch):
             k = self.rng.choice(len(self._images), p=self._weights)
-            candidates = self._changed[k]
-            if not len(candidates) or self.rng.random() >= self.change_fraction:
-                candidates = self._usable[k]
-            row, col = np.unravel_index(self.rng.choice(candidates), self._shapes[k])
+            row, col = np.unravel_index(self._centre(k), self._shapes[k])
             before, after, truth = self._crop(k, row, col)
             befores.append(before)
             afters.append(after)

@@ -141,6 +141,23 @@ def _validation_probabilities(network, pairs, mean, std, recipe) -> list[tuple[n
     return out
 
 
+def _pixel_losses(network, pairs, mean, std) -> list[np.ndarray]:
+    """Binary cross-entropy of every pixel of ``pairs`` (already standardised as the recipe
+    asks) under ``network``: the hardness that hard example mining samples by (0 where
+    unlabelled)."""
+    network.eval()
+    losses = []
+    for pair in pairs:
+        usable = pair.usable
+        probability = predict_probability(network, pair.before, pair.after, usable, mean=mean,
+                                          std=std).astype(np.float64)
+        probability = np.clip(probability, 1e-6, 1 - 1e-6)
+        loss = np.where(pair.truth == 1, -np.log(probability), -np.log1p(-probability))
+        losses.append(np.where(usable, loss, 0.0))
+    network.train()
+    return losses
+
+
 def _best_threshold(predictions) -> float:
     candidates = np.round(np.arange(0.05, 0.96, 0.05), 2)
     f1s = [scores(sum(pixel_counts(p, t, c) for p, t in predictions))["f1"] for c in candidates]
@@ -182,6 +199,10 @@ class Recipe:
         One of :data:`LOSSES`.
     widths
         Channels of the network at each scale (see :class:`sitewatch.learn.model.SiameseUNet`).
+    change_fraction, hard_fraction
+        Share of the patches centred on a change pixel, and from the second epoch on, share
+        centred on a pixel drawn in proportion to its loss under the network of the epoch before
+        (hard example mining, see :class:`sitewatch.learn.data.PatchSampler`).
     gain_jitter, offset_jitter, max_shift
         Augmentation of the after date: per-band gain ``1 +- gain_jitter``, offset
         ``+- offset_jitter`` (reflectance), misregistration up to ``max_shift`` pixels.
@@ -203,6 +224,8 @@ class Recipe:
     weight_decay: float = 1e-4
     loss: str = "bce+dice"
     widths: tuple[int, ...] = (16, 32, 64)
+    change_fraction: float = 0.5
+    hard_fraction: float = 0.0
     gain_jitter: float = 0.05
     offset_jitter: float = 0.01
     max_shift: int = 1
@@ -295,7 +318,8 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
                              "pixels")
     network.to(device).train()
     sampler = PatchSampler(train_pairs, recipe.patch, recipe.seed,
-                           gain_jitter=recipe.gain_jitter, offset_jitter=recipe.offset_jitter,
+                           change_fraction=recipe.change_fraction,
+                           hard_fraction=recipe.hard_fraction, gain_jitter=recipe.gain_jitter, offset_jitter=recipe.offset_jitter,
                            max_shift=recipe.max_shift)
     steps_per_epoch = recipe.steps_per_epoch
     if steps_per_epoch is None:
@@ -328,6 +352,8 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
             epoch_losses.append(loss.item())
         seconds = time.perf_counter() - epoch_started
         train_seconds += seconds
+        if recipe.hard_fraction > 0 and epoch < recipe.epochs:
+            sampler.set_hardness(_pixel_losses(network, train_pairs, mean, std))
         step_losses += epoch_losses
         if val_pairs:
             predictions = _validation_probabilities(network, val_pairs, mean, std, recipe)
@@ -373,7 +399,7 @@ def reproduce_command(result: TrainResult, source: str) -> str:
     options = [f"--bands {','.join(settings['bands'])}"] + [
         f"--{name.replace('_', '-')} {settings[name]}"
         for name in ("epochs", "steps_per_epoch", "patch", "batch", "lr", "weight_decay",
-                     "loss", "normalise", "gain_jitter", "offset_jitter", "max_shift", "seed")]
+                     "loss", "normalise", "change_fraction", "hard_fraction", "gain_jitter", "offset_jitter", "max_shift", "seed")]
     options.append(f"--widths {','.join(str(w) for w in settings['widths'])}")
     options.append("--tta" if settings["tta"] else "--no-tta")
     options += [f"--val-city {name}" for name in result.val_pairs]
@@ -425,8 +451,9 @@ Validated on (held out): {', '.join(result.val_pairs) or 'none'}.
 |---|---|
 """ + "".join(f"| {k} | {v} |\n" for k, v in settings.items()) + f"""| torch | {torch.__version__} |
 
-Balanced patch sampling (half the patches centred on a change pixel), random 90-degree rotations
-and flips, per-band gain and offset jitter of the after date, misregistration of up to
+Balanced patch sampling ({settings['change_fraction']:.0%} of the patches centred on a change pixel{
+f", {settings['hard_fraction']:.0%} on pixels drawn by their loss in the epoch before" if
+settings['hard_fraction'] else ""}), random 90-degree rotations and flips, per-band gain and offset jitter of the after date, misregistration of up to
 {settings['max_shift']} pixel(s); {settings['loss']} loss on labelled pixels; AdamW with cosine
 decay. Steps: {len(result.step_losses)}; throughput {result.patches_per_s:.1f} patches/s on
 {settings['device']}; wall time {result.seconds:.0f} s (training log: `{result.log.name}`).
