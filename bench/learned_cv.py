@@ -115,6 +115,17 @@ def table(rows: dict[str, list[np.ndarray]], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def error_lines(label: str, per_pair: list[np.ndarray], names: list[str]) -> str:
+    """Per pair: labelled change pixels, pixels called changed, and the pair's share of the
+    pooled false positives (a pair holding most of them dominates the pooled F1)."""
+    false_positives = max(1, sum(int(c[1]) for c in per_pair))
+    lines = [f"{label}: labelled change / called change / share of pooled false positives"]
+    for name, (tp, fp, fn, _) in zip(names, per_pair, strict=True):
+        lines.append(f"  {name:<12} {int(tp + fn):>7} {int(tp + fp):>7} "
+                     f"{fp / false_positives:6.1%}")
+    return "\n".join(lines)
+
+
 def classic_rows(pairs: list[quality.Pair], methods) -> dict[str, list[np.ndarray]]:
     return {m: [quality.run(m, p) for p in pairs] for m in methods}
 
@@ -135,6 +146,8 @@ def oscd(args, recipe: Recipe, out: Path, workspace: Path) -> str:
     counts, results = cross_validate(pairs, [[n] for n in names], recipe, out / "oscd")
     rows = {"learned (CV)": [counts[n] for n in names], **classic_rows(pairs, CLASSIC)}
     text = table(rows, names)
+    for label in ("learned (CV)", "default"):
+        print(error_lines(label, rows[label], names))
     print(f"\nOSCD leave-one-city-out, pooled over the held-out cities ({args.steps} steps, "
           f"threshold {results[0].threshold:.2f} fixed):\n{text}\n{PUBLISHED}\n"
           f"{training_line(results, recipe)}")
