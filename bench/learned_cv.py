@@ -1,7 +1,7 @@
 """Leave-one-city-out cross-validation of the learned change model, beside the classic methods.
 
     python bench/learned_cv.py [--workspace DIR] [--steps N] [--widths 16,32,64] [--seed S]
-                               [--change-fraction F] [--hard-fraction F]
+                               [--change-fraction F] [--hard-fraction F] [--bands B02,...]
                                [--cities CITY ...] [--threads N] [--levir] [--final DIR]
 
 - OSCD (Caye Daudt et al. 2018), 7 cities: the very pairs ``bench/quality.py`` builds (stacked by
@@ -139,12 +139,20 @@ def training_line(results: list[TrainResult], recipe: Recipe) -> str:
             f"{rate * recipe.patch ** 2 / 1e6:.2f} Mpx/s on {torch.get_num_threads()} thread(s)")
 
 
+def oscd_bands(pair: quality.Pair, bands: str | None) -> quality.Pair:
+    """``pair`` with only the comma-separated ``bands`` (all of them when None)."""
+    return pair.select(bands.split(",")) if bands else pair
+
+
 def oscd(args, recipe: Recipe, out: Path, workspace: Path) -> str:
-    pairs = [quality.oscd_pair(city, workspace) for city in args.cities]
+    stacked = [quality.oscd_pair(city, workspace) for city in args.cities]
+    pairs = [oscd_bands(pair, args.bands) for pair in stacked]
     names = [p.name for p in pairs]
-    print(f"OSCD: {len(pairs)} stacked cities; {len(names)} folds of {args.steps} steps")
+    print(f"OSCD: {len(pairs)} stacked cities, bands {','.join(pairs[0].bands)}; "
+          f"{len(names)} folds of {args.steps} steps")
     counts, results = cross_validate(pairs, [[n] for n in names], recipe, out / "oscd")
-    rows = {"learned (CV)": [counts[n] for n in names], **classic_rows(pairs, CLASSIC)}
+    # The classic methods always see all 13 bands: the comparison is with their best.
+    rows = {"learned (CV)": [counts[n] for n in names], **classic_rows(stacked, CLASSIC)}
     text = table(rows, names)
     for label in ("learned (CV)", "default"):
         print(error_lines(label, rows[label], names))
@@ -168,7 +176,8 @@ def levir(args, recipe: Recipe, out: Path) -> None:
 
 
 def final_model(args, recipe: Recipe, out_dir: Path, workspace: Path, cv_text: str) -> None:
-    pairs = [change_pair(quality.oscd_pair(city, workspace)) for city in args.cities]
+    pairs = [change_pair(oscd_bands(quality.oscd_pair(city, workspace), args.bands))
+             for city in args.cities]
     result = fit(pairs, out_dir, recipe, device="cpu")
     command = "python bench/learned_cv.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     evaluation = ("\n## Leave-one-city-out cross-validation (this recipe, `bench/learned_cv.py`)\n"
@@ -197,6 +206,8 @@ def main() -> None:
                         help="share of patches centred on a change pixel")
     parser.add_argument("--hard-fraction", type=float, default=Recipe.hard_fraction,
                         help="share of patches centred on pixels drawn by their loss")
+    parser.add_argument("--bands", help="OSCD bands to train and score on, comma-separated "
+                        "(default: all 13; B02,B03,B04,B08 for the 10 m bands)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cities", nargs="+", default=list(quality.OSCD_CITIES))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
