@@ -443,8 +443,8 @@ def train(
     recipe = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": patch,
               "batch": batch, "lr": lr, "weight_decay": weight_decay, "loss": loss,
               "normalise": normalise, "change_fraction": change_fraction,
-              "hard_fraction": hard_fraction, "gain_jitter": gain_jitter, "offset_jitter": offset_jitter,
-              "max_shift": max_shift, "tta": tta, "seed": seed,
+              "hard_fraction": hard_fraction, "gain_jitter": gain_jitter,
+              "offset_jitter": offset_jitter, "max_shift": max_shift, "tta": tta, "seed": seed,
               "widths": tuple(int(w) for w in widths.split(",")) if widths else None}
     with _progress("Training the change model"):
         result = api.train(dataset_dir, out_dir, layout=layout,

@@ -319,8 +319,8 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
     network.to(device).train()
     sampler = PatchSampler(train_pairs, recipe.patch, recipe.seed,
                            change_fraction=recipe.change_fraction,
-                           hard_fraction=recipe.hard_fraction, gain_jitter=recipe.gain_jitter, offset_jitter=recipe.offset_jitter,
-                           max_shift=recipe.max_shift)
+                           hard_fraction=recipe.hard_fraction, gain_jitter=recipe.gain_jitter,
+                           offset_jitter=recipe.offset_jitter, max_shift=recipe.max_shift)
     steps_per_epoch = recipe.steps_per_epoch
     if steps_per_epoch is None:
         pixels = sum(int(p.usable.sum()) for p in train_pairs)
@@ -399,7 +399,8 @@ def reproduce_command(result: TrainResult, source: str) -> str:
     options = [f"--bands {','.join(settings['bands'])}"] + [
         f"--{name.replace('_', '-')} {settings[name]}"
         for name in ("epochs", "steps_per_epoch", "patch", "batch", "lr", "weight_decay",
-                     "loss", "normalise", "change_fraction", "hard_fraction", "gain_jitter", "offset_jitter", "max_shift", "seed")]
+                     "loss", "normalise", "change_fraction", "hard_fraction", "gain_jitter",
+                     "offset_jitter", "max_shift", "seed")]
     options.append(f"--widths {','.join(str(w) for w in settings['widths'])}")
     options.append("--tta" if settings["tta"] else "--no-tta")
     options += [f"--val-city {name}" for name in result.val_pairs]
@@ -428,6 +429,10 @@ def model_card(result: TrainResult, network: SiameseUNet, reproduce: str,
                "so the figures are slightly optimistic."
                if val else "No pairs were held out: no validation metrics.")
     command = "\n".join("    " + line for line in reproduce.splitlines())
+    sampling = f"{settings['change_fraction']:.0%} of the patches centred on a change pixel"
+    if settings["hard_fraction"]:
+        sampling += (f", {settings['hard_fraction']:.0%} on pixels drawn by their loss in the "
+                     "epoch before")
     return f"""# sitewatch change model (FC-Siam-diff)
 
 Weights: `{result.weights.name}` ({parameters} parameters). Use with
@@ -451,11 +456,10 @@ Validated on (held out): {', '.join(result.val_pairs) or 'none'}.
 |---|---|
 """ + "".join(f"| {k} | {v} |\n" for k, v in settings.items()) + f"""| torch | {torch.__version__} |
 
-Balanced patch sampling ({settings['change_fraction']:.0%} of the patches centred on a change pixel{
-f", {settings['hard_fraction']:.0%} on pixels drawn by their loss in the epoch before" if
-settings['hard_fraction'] else ""}), random 90-degree rotations and flips, per-band gain and offset jitter of the after date, misregistration of up to
-{settings['max_shift']} pixel(s); {settings['loss']} loss on labelled pixels; AdamW with cosine
-decay. Steps: {len(result.step_losses)}; throughput {result.patches_per_s:.1f} patches/s on
+Balanced patch sampling ({sampling}), random 90-degree rotations and flips, per-band gain and
+offset jitter of the after date, misregistration of up to {settings['max_shift']} pixel(s);
+{settings['loss']} loss on labelled pixels; AdamW with cosine decay. Steps:
+{len(result.step_losses)}; throughput {result.patches_per_s:.1f} patches/s on
 {settings['device']}; wall time {result.seconds:.0f} s (training log: `{result.log.name}`).
 
 Reproduce:
