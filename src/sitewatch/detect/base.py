@@ -38,6 +38,11 @@ class ChangeResult:
     kinds
         Optional boolean (rows, cols) layers naming the kind of change, such as
         ``"vegetation_loss"``, ``"new_bright_surface"``, ``"darkening"``.
+    diagnostics
+        What the method says about its own result (JSON-serialisable), for a method that fits a
+        no-change model: the called share of the valid pixels, the expected false-alarm rate
+        and ``warnings``, plain sentences saying why the result may not be trusted (see
+        :func:`sitewatch.detect.nochange.diagnose`).
     """
 
     score: np.ndarray
@@ -46,6 +51,7 @@ class ChangeResult:
     method: str
     parameters: dict = field(default_factory=dict)
     kinds: dict[str, np.ndarray] = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
 
 
 #: A pairwise method: (before, after, valid, band_names, pixel_size_m) -> ChangeResult.

@@ -31,7 +31,7 @@ import scipy.cluster.vq
 import scipy.ndimage
 import scipy.stats
 
-from sitewatch.detect import thresholds
+from sitewatch.detect import nochange, thresholds
 from sitewatch.detect.base import ChangeResult, binary_map, register
 from sitewatch.detect.indices import band_roles, chroma_change, index_changes, index_formulas
 from sitewatch.errors import SitewatchError
@@ -259,23 +259,36 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
        (~0.5 px) for decametric pixels and a small building (~10 m wide, sigma 5 m) once pixels
        are finer than that. Change objects are spatially coherent, pixel noise and
        co-registration residue are not.
-    3. Threshold by the histogram's shape (:func:`sitewatch.detect.thresholds.peak_or_tail`):
-       a highly skewed histogram (skewness > 1) is a no-change mode with a tail of rare change,
-       cut by Rosin's unimodal rule (2001) where the tail leaves the mode; otherwise both
-       classes are well populated and Otsu (1979) splits them. ``threshold`` in the result is
-       this cut, in standardised score units.
+    3. Threshold: the larger of two cuts, so that neither a histogram rule nor a null model
+       alone decides.
+       (a) The unimodal rule of Rosin (2001, :func:`sitewatch.detect.thresholds.rosin`): the
+       corner where the tail leaves the no-change mode. Change between two dates is a minority
+       of the pixels, so the histogram is a mode with a tail; a rule that splits it into two
+       populated classes (Otsu's) calls half of any pair whose histogram is nearly symmetric,
+       which is what a pair without change, or with change hidden in a wide null, gives.
+       (b) The no-change model of the pair (:mod:`sitewatch.detect.nochange`): Efron's
+       empirical null, centred on the score's mode, its spread read from the left of the mode
+       where change does not reach; the cut where its no-change probability is ``alpha``. The
+       share of unchanged pixels called changed is then at most ``alpha`` by construction,
+       whatever the city or the sensor, and the result records the estimated rate.
+       ``threshold`` in the result is this cut, in standardised score units.
     4. Significance: a pixel is change only if the IR-MAD statistic of all bands, smoothed
        alike, exceeds its no-change distribution at level ``alpha``. Calibrated IR-MAD makes
        unchanged pixels' Wilson-Hilferty deviates standard normal (Nielsen 2007), so after the
        smoothing they are normal with the standard deviation :func:`gaussian_noise_gain`. This
-       is an absolute test where the histogram rules are relative: a pair with no change at all
-       has a histogram that Otsu would still split in two.
+       is an absolute test where the histogram rule is relative: a pair with no change at all
+       has a histogram that still has a corner.
     5. Objects smaller than ``min_area_m2`` (8-connected, computed with ``pixel_size_m``) are
        dropped: a minimum mapping unit of three 10 m Sentinel-2 pixels by default.
     6. ``kinds`` from the robust-z index changes (:func:`change_kinds`) inside the change map.
+    7. ``diagnostics`` (:func:`sitewatch.detect.nochange.diagnose`): the called share of the
+       valid pixels, the null fit, the expected false-alarm share and false-discovery
+       proportion, and warnings when the result is implausible (widespread change, no
+       no-change majority).
 
-    Every constant is physical or from the cited method (PSF ~0.5 px, a 10 m building, skewness
-    1, ``alpha`` 0.01 as for ``irmad``, 300 m^2) and the same for every image.
+    Every constant is physical or from the cited method (PSF ~0.5 px, a 10 m building,
+    ``alpha`` 0.01 as for ``irmad``, 300 m^2) and the same for every image; none was chosen by
+    looking at a benchmark's scores.
     """
     usable = _usable(before, after, valid)
     names = list(band_names)
@@ -296,7 +309,8 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
     sigma_px = max(psf_sigma_px, object_sigma_m / pixel_size_m)
     smoothed = _smooth(combined, usable, float(np.median(combined[usable])), sigma_px)
     score = _masked(thresholds.robust_z(smoothed, smoothed[usable]), usable)
-    threshold, rule, skewness = thresholds.peak_or_tail(score[usable])
+    null = nochange.fit_null(score[usable], seed=seed)
+    threshold = max(thresholds.rosin(score[usable]), null.threshold(alpha))
     significant = (_smooth(irmad_deviate, usable, 0.0, sigma_px)
                    > scipy.stats.norm.isf(alpha) * gaussian_noise_gain(sigma_px))
     detected = (score > threshold) & significant & usable
@@ -307,9 +321,11 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
         score=score, change=change, threshold=threshold, method="default",
         parameters={"bands": names, "evidence": list(evidence),
                     "smoothing_sigma_px": sigma_px, "psf_sigma_px": psf_sigma_px,
-                    "object_sigma_m": object_sigma_m, "threshold_rule": rule,
-                    "score_skewness": skewness, "alpha": alpha, "min_area_m2": min_area_m2,
+                    "object_sigma_m": object_sigma_m,
+                    "threshold_rule": "max(rosin, empirical null at alpha)", "alpha": alpha,
+                    "min_area_m2": min_area_m2,
                     "max_samples": max_samples, "kind_cut": kind_cut, "seed": seed,
                     "indices": index_formulas(band_names),
                     "standardisation": "robust z (median, 1.4826 MAD)", "fits": fits},
-        kinds=change_kinds(z_index, change == 1, kind_cut))
+        kinds=change_kinds(z_index, change == 1, kind_cut),
+        diagnostics=nochange.diagnose(detected, usable, null, threshold))

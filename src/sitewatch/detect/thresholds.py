@@ -14,8 +14,6 @@ returns one threshold in the units of the score; ``score > threshold`` is change
   corner of the histogram, where a line from the peak to the end of the tail lies farthest above
   it. Made for a dominant no-change peak with a long tail of change and no second mode, the usual
   shape when change is rare; it does not drift into the peak as Otsu does.
-- :func:`peak_or_tail`: picks :func:`rosin` for a strongly right-skewed histogram (a dominant mode
-  with a tail) and :func:`otsu` otherwise (two populated classes).
 - :func:`robust_z` and :func:`robust_cut`: a cut at ``k`` robust standard deviations above the
   median (median and 1.4826 x median absolute deviation, Hampel 1974): the no-change majority sets
   the scale, whatever the change fraction (Rousseeuw & Croux 1993, JASA 88:1273-1283).
@@ -33,13 +31,6 @@ import skimage.morphology
 
 #: Scale factor making the median absolute deviation a consistent estimator of a normal sigma.
 MAD_TO_SIGMA = 1.4826
-
-#: Sample skewness above which a histogram counts as highly skewed: a dominant mode and a tail
-#: (the usual rule of thumb, Bulmer 1979, Principles of Statistics). A mixture of two
-#: unit-variance Gaussians 4 (5) sigma apart is that skewed only while the smaller class holds
-#: less than 18 % (22 %) of the pixels.
-HIGH_SKEWNESS = 1.0
-
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of ``values`` (1-D, finite)."""
@@ -94,23 +85,6 @@ def rosin(values: np.ndarray, bins: int = 256) -> float:
     line = counts[peak] * (bins - position) / (bins - peak)
     corner = peak + int(np.argmax(line - counts[peak:]))
     return float(edges[corner + 1])
-
-
-def peak_or_tail(values: np.ndarray, bins: int = 256) -> tuple[float, str, float]:
-    """Threshold of ``values`` (1-D, finite) by the rule that suits the histogram's shape.
-
-    Returns ``(threshold, rule, skewness)``. A histogram more skewed than
-    :data:`HIGH_SKEWNESS` is one dominant (no-change) mode with a tail: :func:`rosin`, which
-    cuts where the tail leaves the mode. Otherwise both classes are well populated, Otsu's
-    assumption: :func:`otsu` (a mixture of two comparable classes is nearly symmetric). A nearly
-    symmetric histogram is also what a pair without any change gives, which no relative rule
-    can tell apart: :func:`sitewatch.detect.pairwise.default` adds an absolute significance test.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    skewness = float(scipy.stats.skew(values))
-    if skewness > HIGH_SKEWNESS:
-        return rosin(values, bins), "rosin", skewness
-    return otsu(values, bins), "otsu", skewness
 
 
 def robust_z(values: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
