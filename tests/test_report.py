@@ -241,3 +241,16 @@ def test_before_and_after_skip_cloudy_dates():
     assert before_and_after(days, [0, 1], obscured, site) == (1, 3)
     # the stack starts with the change
     assert before_and_after(days, [0, 5], obscured, {"first_seen": "2019-01-15"}) == (None, 5)
+
+
+def test_report_shows_the_warnings_a_detection_gave_about_itself():
+    from sitewatch.report.document import ReportContent
+
+    runs = [{"stage": "detect", "run_id": "detect-1", "parameters": {
+                "method": "default",
+                "diagnostics": {"warnings": ["widespread change: 41 % of the valid pixels"]}}},
+            {"stage": "stack", "run_id": "stack-1", "parameters": {}}]
+    content = ReportContent(title="t", version="0", workspace="ws", summary="s", aois=[],
+                            workspace_notes=[], runs=runs, commands=[])
+    assert content.warnings == ["detect run detect-1 (default): widespread change: 41 % of "
+                                "the valid pixels."]

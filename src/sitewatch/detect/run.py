@@ -62,6 +62,9 @@ class DetectResult:
     dates: list[str] = field(default_factory=list)
     changed_fraction: float | None = None
     parameters: dict = field(default_factory=dict)
+    #: Why the result may not be trusted (plain sentences from the method's no-change model,
+    #: :func:`sitewatch.detect.nochange.diagnose`); empty when nothing is implausible.
+    warnings: list[str] = field(default_factory=list)
 
 
 def latest_stack(ws: Workspace, aoi: str) -> dict:
@@ -177,7 +180,9 @@ def _run_pairwise(dataset, grid: Grid, out: Path, method: str, dates, progress) 
         run_id="", method=method, aoi="", directory=out, layers=layers, dates=days,
         changed_fraction=float((result.change == 1).sum() / max(1, usable.sum())),
         parameters={"method": method, "dates": days, "threshold": result.threshold,
-                    **result.parameters},
+                    **result.parameters,
+                    **({"diagnostics": result.diagnostics} if result.diagnostics else {})},
+        warnings=list(result.diagnostics.get("warnings", [])),
     )
 
 
