@@ -37,6 +37,10 @@ def test_pairwise_detection_is_stored_georeferenced_and_recorded(stacked):
         run = w.rows("runs", "run_id = ?", (result.run_id,))[0]
         layers = w.rows("rasters", "run_id = ?", (result.run_id,))
     assert run["stage"] == "detect" and run["parameters"]["method"] == "default"
+    # the simulated site is a few per cent of the AOI: no warning, and the record says so
+    diagnostics = run["parameters"]["diagnostics"]
+    assert result.warnings == diagnostics["warnings"] == []
+    assert diagnostics["called_fraction"] == pytest.approx(result.changed_fraction)
     assert set(run["inputs"]["scenes"]) == {s for a in stack.included for s in a.scene_ids}
     assert {r["kind"] for r in layers} == {"change:change", "change:score", "change:kinds"}
 
@@ -67,6 +71,7 @@ def test_timeseries_detection_writes_onset_layers(stacked):
     first, last = (np.datetime64(str(t)[:10]).astype(int) for t in stack.open().time.values[[0,
                                                                                               -1]])
     assert days.size and ((days > first) & (days <= last)).all()
+    assert result.warnings == [] and 0 < result.changed_fraction < 0.2
 
 
 def test_compare_two_oscd_folders_without_a_workspace(tmp_path, data_dir):

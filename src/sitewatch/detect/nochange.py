@@ -128,6 +128,16 @@ def _left_half_fit(scores: np.ndarray, centre: float) -> NullFit:
     return NullFit(centre, max(spread, 0.0), min(1.0, 2.0 * below))
 
 
+def widespread_warning(called_fraction: float) -> str | None:
+    """The warning for a result that calls more than :data:`WIDESPREAD_FRACTION` of the valid
+    pixels changed, or None."""
+    if called_fraction <= WIDESPREAD_FRACTION:
+        return None
+    return (f"widespread change: {100 * called_fraction:.0f} % of the valid pixels called "
+            f"changed (more than {100 * WIDESPREAD_FRACTION:.0f} %); check for a flood, a "
+            "disaster, a season or a radiometric problem before reading the sites")
+
+
 def diagnose(change: np.ndarray, usable: np.ndarray, fit: NullFit, threshold: float) -> dict:
     """What a result must say about itself: the called share of the valid pixels, the share of
     them the null ``fit`` expects above ``threshold`` (false alarms) and the false-discovery
@@ -137,12 +147,7 @@ def diagnose(change: np.ndarray, usable: np.ndarray, fit: NullFit, threshold: fl
     called = float(change[usable].sum() / max(1, valid))
     false_alarm_fraction = (fit.null_fraction * fit.no_change_probability(threshold)
                             if fit.spread > 0 else 0.0)
-    warnings = []
-    if called > WIDESPREAD_FRACTION:
-        warnings.append(f"widespread change: {100 * called:.0f} % of the valid pixels called "
-                        f"changed (more than {100 * WIDESPREAD_FRACTION:.0f} %); check for a "
-                        "flood, a disaster, a season or a radiometric problem before reading "
-                        "the sites")
+    warnings = [w for w in [widespread_warning(called)] if w]
     if fit.null_fraction < MIN_NULL_FRACTION:
         warnings.append(f"no no-change majority: the no-change model holds an estimated "
                         f"{100 * fit.null_fraction:.0f} % of the pixels; its false-alarm "

@@ -24,6 +24,7 @@ import xarray as xr
 
 from sitewatch import __version__
 from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods
+from sitewatch.detect.nochange import widespread_warning
 from sitewatch.errors import SitewatchError
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
@@ -210,10 +211,14 @@ def _run_timeseries(dataset, grid: Grid, out: Path, progress) -> DetectResult:
         for name, data in layers_data.items()
     }
     days = [str(t)[:10] for t in times]
+    ever_clear = (dataset["mask"] == 0).any("time").values
+    changed = float(layers_data["persistent"][ever_clear].sum() / max(1, ever_clear.sum()))
+    warnings = [w for w in [widespread_warning(changed)] if w]
     return DetectResult(run_id="", method=TIMESERIES, aoi="", directory=out, layers=written,
-                        dates=days,
-                        changed_fraction=float(layers_data["persistent"].mean()),
-                        parameters=parameters)
+                        dates=days, changed_fraction=changed,
+                        parameters={**parameters, "diagnostics": {"called_fraction": changed,
+                                                                  "warnings": warnings}},
+                        warnings=warnings)
 
 
 def break_layers(values: np.ndarray, valid: np.ndarray, times: np.ndarray,
