@@ -1,4 +1,7 @@
+import contextlib
 import json
+import os
+import signal
 from datetime import UTC, datetime
 
 import numpy as np
@@ -299,3 +302,55 @@ def test_each_ingest_is_recorded_as_a_run(oscd_workspace):
     assert runs[0]["stage"] == "ingest" and runs[0]["status"] == "ok"
     assert sorted(runs[0]["inputs"]["added"]) == sorted(report.added)
     assert runs[0]["sitewatch_version"] == sitewatch.__version__
+
+
+# -- folder walk: links back up the tree and special files --------------------------------------
+
+class Hang(Exception):
+    """Raised by :func:`_time_limit`; not an OSError, which the code under test may catch."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Fail with :class:`Hang` instead of hanging when the block runs longer than ``seconds``."""
+    def expire(signum, frame):
+        raise Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_symlink_loops_are_searched_once(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_geotiff(folder / "img_20190103.tif", np.ones((1, 8, 8), np.uint8))
+    (folder / "a").symlink_to(".")
+    (folder / "b").symlink_to(".")
+    (folder / "gone").symlink_to("nowhere")  # broken: left out, not an error
+    with _time_limit(10):
+        report = sitewatch.ingest([folder], tmp_path / "ws")
+    assert len(report.added) == 1 and report.skipped == []
+    assert [r["source"] for r in sitewatch.scenes(tmp_path / "ws")] == [
+        str(folder / "img_20190103.tif")]
+
+
+def test_fifo_in_a_folder_is_skipped_unopened(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_geotiff(folder / "img_20190103.tif", np.ones((1, 8, 8), np.uint8))
+    os.mkfifo(folder / "p.json")
+    os.mkfifo(folder / "q.tif")
+    with _time_limit(10):
+        report = sitewatch.ingest([folder], tmp_path / "ws")
+    assert len(report.added) == 1 and report.skipped == []
+
+
+def test_fifo_named_explicitly_is_a_clear_error(populated, tmp_path):
+    os.mkfifo(tmp_path / "p.json")
+    with _time_limit(10):
+        _assert_refused(*populated, [tmp_path / "p.json"], "not a regular file or folder")

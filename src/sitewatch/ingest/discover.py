@@ -11,13 +11,16 @@ A path may be:
 - any folder holding the above, searched recursively.
 
 Files met while searching a folder that carry no georeference (label masks, previews) are skipped
-and reported; named explicitly, they are an error.
+and reported; named explicitly, they are an error. The search enters each real folder once, so a
+symbolic link back up the tree (``ln -s . d/a``) is not followed round; it never opens anything
+but regular files, so a FIFO, socket or device in the folder cannot block it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +49,13 @@ def discover(path: str | os.PathLike) -> list[Candidate]:
     if not path.exists():
         raise SitewatchError("no such file or folder; check the path", path)
     path = path.resolve()
-    if path.is_file():
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
         return [_file_candidate(path, explicit=True)]
-    found = list(_walk(path))
+    if not stat.S_ISDIR(mode):
+        raise SitewatchError("not a regular file or folder (a FIFO, socket or device); give "
+                             "an image file or a folder of them", path)
+    found = list(_walk(path, visited=set()))
     if not found:
         raise SitewatchError(
             "no imagery found in this folder (looked for GeoTIFF/COG, JPEG2000, ENVI, VRT, "
@@ -72,7 +79,14 @@ def _file_candidate(path: Path, explicit: bool) -> Candidate:
     return Candidate("file", path, explicit)
 
 
-def _walk(folder: Path) -> Iterator[Candidate]:
+def _walk(folder: Path, visited: set[tuple[int, int]]) -> Iterator[Candidate]:
+    """The candidates in ``folder`` and below; ``visited`` holds the (device, inode) of the
+    folders already searched, which are not searched again."""
+    status = folder.stat()
+    identity = (status.st_dev, status.st_ino)
+    if identity in visited:
+        return
+    visited.add(identity)
     for name in CATALOG_NAMES:
         if (folder / name).is_file():
             yield Candidate("stac", folder / name, explicit=False)
@@ -80,20 +94,22 @@ def _walk(folder: Path) -> Iterator[Candidate]:
     if eopatch.is_eopatch(folder):
         yield Candidate("eopatch", folder, explicit=False)
         return
-    entries = sorted(folder.iterdir())
+    entries = _entries(folder)
     band_files = {}
-    for entry in entries:
-        match = sensors.BAND_FILE.search(entry.name) if entry.is_file() else None
+    for entry, mode in entries:
+        match = sensors.BAND_FILE.search(entry.name) if stat.S_ISREG(mode) else None
         if match:
             band_files[sensors.normalise_band_name(match.group(1))] = entry
     if len(band_files) >= 2:
         ordered = tuple(sorted(band_files.items(), key=lambda kv: _band_order(kv[0])))
         yield Candidate("band_folder", folder, explicit=False, band_files=ordered)
-    for entry in entries:
+    for entry, mode in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            yield from _walk(entry)
+        if stat.S_ISDIR(mode):
+            yield from _walk(entry, visited)
+        elif not stat.S_ISREG(mode):
+            continue
         elif entry in band_files.values() and len(band_files) >= 2:
             continue
         elif stac.is_stac_json(entry):
@@ -104,6 +120,18 @@ def _walk(folder: Path) -> Iterator[Candidate]:
             yield Candidate("file", _envi_data_file(entry), explicit=False)
         elif xbd.label_file(entry) is not None:
             yield Candidate("xbd", entry, explicit=False, labels=xbd.label_file(entry))
+
+
+def _entries(folder: Path) -> list[tuple[Path, int]]:
+    """The entries of ``folder``, sorted, each with the mode of what it names (links followed);
+    a broken link is left out."""
+    entries = []
+    for entry in sorted(folder.iterdir()):
+        try:
+            entries.append((entry, entry.stat().st_mode))
+        except OSError:
+            continue
+    return entries
 
 
 def _band_order(name: str) -> tuple[int, int]:
