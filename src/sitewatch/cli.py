@@ -253,6 +253,8 @@ def _print_detection(result) -> None:
               f"{changed}")
     for name, path in result.layers.items():
         out.print(f"  {name}: {path}")
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", style="bold red", markup=False)
 
 
 @app.command()
