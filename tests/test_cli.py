@@ -87,3 +87,50 @@ def test_a_bad_watch_file_is_one_line_naming_the_key(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert "watch.toml" in line and "imagery.sources" in line
     assert not (tmp_path / "ws").exists()
+
+
+# -- user text is printed as it is: never Rich markup, never terminal control ------------------
+
+HOSTILE_NOTE = "x [/bold] y \x1b[31mred\x1b[0m \x1b]0;pwned\x07 bell\x07 \x9b31m [red]z[/red]"
+
+
+def test_brackets_in_place_names_and_notes_are_printed_as_written(tmp_path):
+    places = tmp_path / "places.geojson"
+    places.write_text(json.dumps({"type": "Feature", "properties": {"name": "Gate [/b]"},
+                                  "geometry": {"type": "Point", "coordinates": [40.97, 34.39]}}))
+    run("places", "import", places, "-w", tmp_path / "ws")
+    assert "Gate [/b]" in run("places", "list", "-w", tmp_path / "ws").stdout
+    run("note", "add", HOSTILE_NOTE, "-w", tmp_path / "ws")
+    listed = run("note", "list", "-w", tmp_path / "ws").stdout
+    assert "x [/bold] y" in listed and "[red]z[/red]" in listed
+    assert "red" in listed and "bell" in listed
+    assert not any(code in listed for code in ("\x1b", "\x07", "\x9b", "pwned"))
+
+
+def test_error_naming_a_bracketed_path_shows_the_real_path(tmp_path):
+    missing = tmp_path / "[red]dir" / "scene [/b].tif"
+    result = run("ingest", missing, "-w", tmp_path / "ws", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(missing) in line
+
+
+def test_site_and_progress_text_is_not_markup(monkeypatch):
+    import io
+
+    from sitewatch import cli
+
+    monkeypatch.setattr(cli, "out", cli.PlainConsole(file=io.StringIO(), width=200))
+    cli._print_sites([{"site_id": "S-1", "change_type": "new_building", "status": "present",
+                       "length_m": 30.0, "width_m": 20.0, "area_m2": 600.0,
+                       "last_seen_unchanged": "2019-01-01", "first_seen": "2019-02-01",
+                       "properties": {"location": "300 m W of Gate [/b]\x1b]0;pwned\x07"}}])
+    assert "300 m W of Gate [/b]" in cli.out.file.getvalue()
+    assert "pwned" not in cli.out.file.getvalue()
+    terminal = io.StringIO()
+    monkeypatch.setattr(cli, "console", cli.PlainConsole(file=terminal, force_terminal=True,
+                                                         width=200))
+    with cli._progress("Reading") as progress:
+        progress.update(progress.task_ids[0], description="Reading [/b]\x1b]0;pwned\x07.tif")
+        progress.refresh()
+    assert "Reading [/b].tif" in terminal.getvalue() and "pwned" not in terminal.getvalue()

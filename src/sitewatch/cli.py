@@ -2,12 +2,16 @@
 
 User mistakes (:class:`~sitewatch.errors.SitewatchError`) print one line on stderr and exit with
 status 2; ``--debug`` shows the traceback instead.
+
+Everything is printed through :class:`PlainConsole`: names, notes, paths and messages appear as
+they are written, never read as Rich markup, and without terminal control sequences.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +19,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from sitewatch import __version__, api
 from sitewatch.errors import SitewatchError
@@ -32,8 +45,44 @@ places_app = typer.Typer(help="Reference places and border lines of a workspace.
                          no_args_is_help=True)
 app.add_typer(places_app, name="places")
 
-console = Console(stderr=True)
-out = Console()
+#: Terminal escape sequences: CSI (colours, cursor moves), OSC (window title, links, clipboard),
+#: DCS/SOS/PM/APC strings, and the two-character escapes.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+                              r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -/]*[0-~]?")
+#: C0 controls but tab and newline, DEL, and the C1 controls.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (tab, newline kept)."""
+    return _CONTROL_CHARACTER.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+class PlainConsole(Console):
+    """A console that prints every string as plain text.
+
+    Strings given to :meth:`print`, table cells and titles all become text through
+    :meth:`render_str`, which here never reads them as Rich markup or emoji codes (a place named
+    ``Gate [/b]`` prints as it is) and removes terminal control characters, so text from a
+    workspace, a file or a file name cannot drive the terminal. Styled words are given as
+    :class:`~rich.text.Text`.
+    """
+
+    def render_str(self, text: str, **options) -> Text:
+        """``text`` as plain, printable text, with the style and layout ``options`` of Rich."""
+        return super().render_str(printable(text), **{**options, "markup": False,
+                                                      "emoji": False})
+
+
+class _DescriptionColumn(ProgressColumn):
+    """The description of a progress task, as plain, printable text."""
+
+    def render(self, task: Task) -> Text:
+        return Text(printable(task.description), style="progress.description")
+
+
+console = PlainConsole(stderr=True)
+out = PlainConsole()
 _state = {"debug": False}
 
 WorkspaceOption = Annotated[
@@ -58,7 +107,7 @@ def _main(
 
 @contextlib.contextmanager
 def _progress(description: str, total: float | None = None) -> Iterator[Progress]:
-    columns = [SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
+    columns = [SpinnerColumn(), _DescriptionColumn(),
                BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}")
                if total else TextColumn("{task.completed:.0f}"), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
@@ -96,7 +145,7 @@ def ingest(
 
         report = api.ingest(paths, workspace, date=date, on_progress=step)
     for path, reason in report.skipped:
-        console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+        console.print(Text("skipped", style="yellow"), f"{path}: {reason}", highlight=False)
     out.print(
         f"{len(report.added)} scene(s) added, {len(report.updated)} updated, "
         f"{len(report.unchanged)} unchanged, {len(report.skipped)} file(s) skipped "
@@ -775,7 +824,8 @@ def main() -> None:
     except SitewatchError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(Text("error:", style="bold red"), str(exc), highlight=False,
+                      soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         console.print("aborted")
