@@ -103,3 +103,22 @@ def test_unknown_column_is_rejected_before_writing(tmp_path):
             txn.insert("places", {"name": "x", "kind": "town", "colour": "red"})
         assert ws.count("places") == 0
     assert os.path.exists(tmp_path / "sitewatch.gpkg")
+
+
+def test_full_disk_is_one_line_naming_the_workspace_with_the_store_unchanged(tmp_path):
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    before = dump_workspace(tmp_path / "ws")
+    pages = ws._conn.execute("PRAGMA page_count").fetchone()[0]
+    ws._conn.execute(f"PRAGMA max_page_count = {pages}")  # as on a full disk: no page to add
+    with pytest.raises(SitewatchError, match="disk is full") as info, ws.transaction() as txn:
+        for i in range(100):
+            txn.insert("places", {"geom": shapely.Point(i, 0), "name": f"p{i}",
+                                  "kind": "town", "notes": "x" * 4000})
+    assert str(info.value).startswith(f"{ws.root}: ") and "\n" not in str(info.value)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)  # the first error, kept
+    assert dump_workspace(tmp_path / "ws") == before
+    ws._conn.execute(f"PRAGMA max_page_count = {10 * pages}")  # space again: usable as before
+    with ws.transaction() as txn:
+        txn.insert("places", {"geom": shapely.Point(0, 0), "name": "after", "kind": "town"})
+    assert ws.count("places") == 1
+    ws.close()

@@ -10,12 +10,14 @@ Layout::
 Every write happens inside :meth:`Workspace.transaction`: either all of it lands or none of it
 does, including when the process is killed half way (SQLite's rollback journal restores the file
 on the next open). The GeoPackage itself is created in a temporary file and renamed into place,
-so a half-created workspace never exists.
+so a half-created workspace never exists. A full disk ends a write with a one-line
+:class:`~sitewatch.errors.SitewatchError` naming the workspace, the store as it was before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -66,7 +68,8 @@ class Workspace:
                 raise SitewatchError(
                     "exists and is not a directory; choose another workspace", root
                 )
-            _create_gpkg(gpkg)
+            with _disk_full_as_error(root):
+                _create_gpkg(gpkg)
         conn = _connect(gpkg)
         try:
             _check_schema(conn, gpkg)
@@ -92,19 +95,25 @@ class Workspace:
     # -- writing ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """All writes inside the ``with`` block land together, or not at all on any error."""
+        """All writes inside the ``with`` block land together, or not at all on any error.
+
+        The error that ended the block is the one raised (a full disk as a
+        :class:`SitewatchError` naming the workspace).
+        """
         if self._conn.in_transaction:
             raise RuntimeError("transactions do not nest")
-        self._conn.execute("BEGIN IMMEDIATE")
-        txn = Transaction(self._conn)
-        try:
-            yield txn
-            for layer in sorted(txn.touched):
-                geopackage.touch_layer(self._conn, layer)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+        with _disk_full_as_error(self.root):
+            self._conn.execute("BEGIN IMMEDIATE")
+            txn = Transaction(self._conn)
+            try:
+                yield txn
+                for layer in sorted(txn.touched):
+                    geopackage.touch_layer(self._conn, layer)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite ends it itself on some errors (disk full)
+                    self._conn.execute("ROLLBACK")
+                raise
 
     # -- reading ---------------------------------------------------------------------------
     def rows(
@@ -173,6 +182,22 @@ class Transaction:
             columns.append(name)
             values.append(value)
         return columns, values
+
+
+@contextlib.contextmanager
+def _disk_full_as_error(root: Path) -> Iterator[None]:
+    """Raise running out of space inside the block (ENOSPC, a quota, SQLite's "database or disk
+    is full") as a one-line :class:`SitewatchError` naming the workspace ``root``."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = (exc.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(exc, OSError)
+                else getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
+        if not full:
+            raise
+        raise SitewatchError(f"out of disk space while writing ({exc}); free some space and run "
+                             "the command again (the failed write left the workspace as it was)",
+                             root) from exc
 
 
 def _layer(name: str):
