@@ -31,10 +31,11 @@ from shapely.geometry import box
 
 from ..errors import SitewatchError
 from .acquisition import acquisition_dates, plan_acquisitions
+from .generator import EXTENT_M, build_random_scenario, random_dates, scene_centre_local
 from .instruments import get_sensor
 from .observe import observe
 from .render import ground_reflectance
-from .scenario import build_scenario, scene_grid
+from .scenario import CROSSING_LONLAT, MIN_DATES, LocalFrame, build_scenario, scene_grid
 from .spectra import shadow_depth, spectra
 from .terrain import render_background
 from .writer import (
@@ -47,7 +48,10 @@ from .writer import (
     write_scene,
 )
 
-__all__ = ["SimulationResult", "simulate"]
+__all__ = ["SCENARIOS", "SimulationResult", "simulate"]
+
+#: The scenarios :func:`simulate` draws.
+SCENARIOS = ("border-compound", "random", "random-decoys")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def simulate(
     seed: int = 0,
     n_dates: int = 12,
     size_m: tuple[float, float] | None = None,
+    scenario: str = "border-compound",
 ) -> SimulationResult:
     """Simulate a time series of scenes with ground truth and write it to ``out_dir``.
 
@@ -112,7 +117,12 @@ def simulate(
     size_m
         (width, height) of the scene in metres, rounded up to whole coarsest pixels.
         Default: 8000 x 6000 m for s2 (compound, crossing, towns, river and fields),
-        1400 x 900 m for vhr (the three sites).
+        1400 x 900 m for vhr (the three sites); for the random scenarios
+        :data:`sitewatch.simulate.generator.EXTENT_M`.
+    scenario
+        "border-compound" (the demo's), "random" (sites of every type, sizes, shapes,
+        grounds and phase dates drawn from ``seed``, with decoys) or "random-decoys" (the
+        decoys of "random" and no site): :mod:`sitewatch.simulate.generator`.
 
     Returns
     -------
@@ -121,8 +131,8 @@ def simulate(
     Raises
     ------
     SitewatchError
-        For an unknown sensor, bad ``n_dates`` or ``size_m``, or an ``out_dir`` that
-        exists and is not empty.
+        For an unknown sensor or scenario, bad ``n_dates`` or ``size_m``, or an ``out_dir``
+        that exists and is not empty.
     """
     spec = get_sensor(sensor)
     if isinstance(n_dates, bool) or not isinstance(n_dates, int):
@@ -132,18 +142,33 @@ def simulate(
         raise SitewatchError(
             "output directory exists and is not empty; choose a new one", path=target
         )
-    grid = scene_grid(spec, size_m)
-    dates = acquisition_dates(spec, n_dates)
-    scenario = build_scenario(dates, seed)
+    if scenario not in SCENARIOS:
+        raise SitewatchError(f"unknown scenario {scenario!r}; choose one of "
+                             f"{', '.join(SCENARIOS)}")
+    if scenario == "border-compound":
+        grid = scene_grid(spec, size_m)
+        dates = acquisition_dates(spec, n_dates)
+        world = build_scenario(dates, seed)
+    else:
+        frame = LocalFrame(*CROSSING_LONLAT)
+        grid = scene_grid(spec, size_m or EXTENT_M[spec.name],
+                          centre=frame.to_scene(scene_centre_local(seed)))
+        if n_dates < MIN_DATES:
+            raise SitewatchError(f"n_dates={n_dates} is too few for the {scenario} scenario; "
+                                 f"use at least {MIN_DATES}")
+        dates = random_dates(spec, n_dates, seed)
+        extent = frame.to_local(box(*grid.bounds))
+        world = build_random_scenario(dates, seed, spec.name, extent,
+                                      with_sites=scenario == "random")
     to_lonlat = LonLat(grid)
     centre = box(*grid.bounds).centroid
     centre_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
         centre.x, centre.y
     )
-    acquisitions = plan_acquisitions(spec, grid, centre_lonlat, n_dates, seed)
+    acquisitions = plan_acquisitions(spec, grid, centre_lonlat, n_dates, seed, dates)
     wavelengths = [b.wavelength_um for b in spec.bands]
     library, depth = spectra(wavelengths), shadow_depth(wavelengths)
-    background = render_background(scenario.landscape, grid, library, seed)
+    background = render_background(world.landscape, grid, library, seed)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(
@@ -152,9 +177,10 @@ def simulate(
     try:
         items, fractions = [], []
         for acquisition in acquisitions:
-            elements = [e for site in scenario.sites for e in site.states[acquisition.index]]
+            elements = [e for site in (*world.decoys, *world.sites)
+                        for e in site.states[acquisition.index]]
             ground = ground_reflectance(
-                background, scenario.landscape, elements, acquisition, grid, library, depth
+                background, world.landscape, elements, acquisition, grid, library, depth
             )
             observation = observe(ground, acquisition, spec, grid, library, depth, seed)
             items.append(
@@ -164,7 +190,7 @@ def simulate(
             )
             fractions.append((observation.cloud_fraction, observation.nodata_fraction))
         write_catalog(staging, items, spec, seed)
-        references = reference_features(scenario, to_lonlat)
+        references = reference_features(world, to_lonlat)
         aoi = {
             "type": "Feature",
             "geometry": to_lonlat(box(*grid.bounds)).__geo_interface__,
@@ -172,10 +198,10 @@ def simulate(
         }
         write_geojson(
             staging / "truth.geojson",
-            references + site_features(scenario, to_lonlat) + [aoi],
+            references + site_features(world, to_lonlat) + [aoi],
             **{
                 "sitewatch:scenario": {
-                    "name": scenario.name,
+                    "name": world.name,
                     "sensor": spec.name,
                     "seed": seed,
                     "crs": f"EPSG:{grid.crs.to_epsg()}",

@@ -157,9 +157,10 @@ def acquisition_dates(sensor: Sensor, n_dates: int) -> list[datetime]:
 
 
 def plan_acquisitions(
-    sensor: Sensor, grid: Grid, centre_lonlat: tuple[float, float], n_dates: int, seed: int
+    sensor: Sensor, grid: Grid, centre_lonlat: tuple[float, float], n_dates: int, seed: int,
+    dates: list[datetime] | None = None,
 ) -> list[Acquisition]:
-    """Draw the conditions of every scene.
+    """Draw the conditions of every scene, on ``dates`` (default: :func:`acquisition_dates`).
 
     About a third of the inner dates are cloudy (5 to 35 % cover, clouds 0.8 to 2 km high)
     and about a fifth lose 5 to 25 % of the scene beyond a swath edge. Misregistration is
@@ -175,7 +176,7 @@ def plan_acquisitions(
     half_width = grid.shape[1] * grid.pixel_m / 2.0
 
     plans = []
-    for k, when in enumerate(acquisition_dates(sensor, n_dates)):
+    for k, when in enumerate(dates or acquisition_dates(sensor, n_dates)):
         azimuth, elevation = sun_position(when, *centre_lonlat)
         if k == 0:
             shift = (0.0, 0.0)

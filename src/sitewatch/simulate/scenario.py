@@ -181,6 +181,9 @@ class Scenario:
     border: Border
     sites: tuple[Site, ...]
     landscape: Landscape
+    #: Changes that are not of interest (ploughed fields, floods), painted like sites and
+    #: written to the truth as decoys: a site found on one is a false site.
+    decoys: tuple[Site, ...] = ()
 
 
 class LocalFrame:
@@ -190,10 +193,15 @@ class LocalFrame:
         aeqd = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
         self._to_scene = Transformer.from_crs(aeqd, SCENE_CRS, always_xy=True)
         self._to_lonlat = Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True)
+        self._to_local = Transformer.from_crs(SCENE_CRS, aeqd, always_xy=True)
 
     def to_scene(self, geom):
         """Project a local geometry (or array of geometries) to the scene CRS."""
         return shapely.transform(geom, self._xy(self._to_scene))
+
+    def to_local(self, geom):
+        """Project a scene-CRS geometry back to the local frame."""
+        return shapely.transform(geom, self._xy(self._to_local))
 
     def to_lonlat(self, geom):
         """Project a local geometry to longitude/latitude (EPSG:4326)."""
@@ -225,7 +233,7 @@ def _event_day(dates: tuple[datetime, ...], index: int, rng: np.random.Generator
     return before + timedelta(days=int(rng.integers(1, (after - before).days)))
 
 
-def _phases(names_and_indices, dates, rng) -> tuple[Phase, ...]:
+def timeline_phases(names_and_indices, dates, rng) -> tuple[Phase, ...]:
     """Phases from (name, first date index) pairs; index 0 means "since the start"."""
     starts = [
         dates[0].date() if i == 0 else _event_day(dates, i, rng) for _, i in names_and_indices
@@ -289,7 +297,7 @@ def _compound(frame: LocalFrame, dates, rng) -> Site:
         length_m=length,
         width_m=width,
         orientation_deg=theta,
-        phases=_phases([("cleared", n - 4), ("under_construction", n - 3)], dates, rng),
+        phases=timeline_phases([("cleared", n - 4), ("under_construction", n - 3)], dates, rng),
         states=states,
     )
 
@@ -314,7 +322,7 @@ def _stable_neighbour(frame: LocalFrame, dates, rng) -> Site:
         length_m=length,
         width_m=width,
         orientation_deg=theta,
-        phases=_phases([("completed", 1)], dates, rng),
+        phases=timeline_phases([("completed", 1)], dates, rng),
         states=tuple(() if k == 0 else state for k in range(len(dates))),
     )
 
@@ -360,7 +368,7 @@ def _destroyed_building(frame: LocalFrame, dates, rng) -> Site:
         length_m=length,
         width_m=width,
         orientation_deg=theta,
-        phases=_phases(
+        phases=timeline_phases(
             [
                 ("intact", 0),
                 ("destroyed", hit),
@@ -374,7 +382,7 @@ def _destroyed_building(frame: LocalFrame, dates, rng) -> Site:
     )
 
 
-def _river_centreline() -> LineString:
+def river_centreline() -> LineString:
     x = np.linspace(-7000.0, 5000.0, 600)
     y = (
         2550.0
@@ -385,7 +393,7 @@ def _river_centreline() -> LineString:
     return LineString(np.column_stack([x, y]))
 
 
-def _towns() -> dict[str, Polygon]:
+def towns() -> dict[str, Polygon]:
     def blob(cx, cy, rx, ry):
         return affinity.scale(Point(cx, cy).buffer(1.0, 32), rx, ry)
 
@@ -444,10 +452,10 @@ def _parcels(floodplain: Polygon, rng: np.random.Generator) -> list[Parcel]:
 
 def _landscape(frame: LocalFrame, border_local: LineString, seed: int) -> Landscape:
     rng = rng_for(seed, "landscape")
-    river_line = _river_centreline()
+    river_line = river_centreline()
     river = river_line.buffer(90.0)
     banks = river_line.buffer(260.0).difference(river)
-    towns = _towns()
+    town_shapes = towns()
     roads = [
         LineString([(-3700, 1900), (-2900, 1350), (-1500, 600), (0, 0)]),
         LineString([(0, 0), (900, 700), (2000, 1400)]),
@@ -459,18 +467,18 @@ def _landscape(frame: LocalFrame, border_local: LineString, seed: int) -> Landsc
     floodplain = (
         river_line.buffer(1300.0)
         .difference(river_line.buffer(260.0))
-        .difference(shapely.union_all(list(towns.values())).buffer(50.0))
+        .difference(shapely.union_all(list(town_shapes.values())).buffer(50.0))
         .difference(road_union)
     )
     fields = _parcels(floodplain, rng)
-    houses = np.concatenate([_houses(t, rng) for t in towns.values()])
+    houses = np.concatenate([_houses(t, rng) for t in town_shapes.values()])
     riparian = Parcel(banks, 0.45, 0.2, 120.0, 90.0)
 
     def scene(geoms):
         return tuple(frame.to_scene(np.asarray(geoms, dtype=object)).tolist())
 
     layers = (
-        ("urban_ground", scene(list(towns.values()))),
+        ("urban_ground", scene(list(town_shapes.values()))),
         ("concrete", scene(houses)),
         ("scraped", scene([border_local.buffer(4.0)] + [t.buffer(3.0) for t in tracks])),
         ("asphalt", scene([r.buffer(6.0) for r in roads] + [crossing[0]])),
@@ -503,7 +511,7 @@ def build_scenario(dates: list[datetime], seed: int) -> Scenario:
     border_local = LineString(
         [(1300, -4800), (400, -1400), (0, 0), (-450, 1300), (-900, 2600), (-1600, 4800)]
     )
-    towns = _towns()
+    town_shapes = towns()
     places = (
         Place(
             "Al-Qaim border crossing",
@@ -511,8 +519,8 @@ def build_scenario(dates: list[datetime], seed: int) -> Scenario:
             "Iraq/Syria",
             frame.to_scene(Point(0.0, 0.0)),
         ),
-        Place("Abu Kamal", "town", "Syria", frame.to_scene(towns["Abu Kamal"].centroid)),
-        Place("Al-Qaim", "town", "Iraq", frame.to_scene(towns["Al-Qaim"].centroid)),
+        Place("Abu Kamal", "town", "Syria", frame.to_scene(town_shapes["Abu Kamal"].centroid)),
+        Place("Al-Qaim", "town", "Iraq", frame.to_scene(town_shapes["Al-Qaim"].centroid)),
     )
     return Scenario(
         name=SCENARIO_NAME,
@@ -538,12 +546,13 @@ def scene_centre(sensor_name: str) -> Point:
     return frame.to_scene(local)
 
 
-def scene_grid(sensor: Sensor, size_m: tuple[float, float] | None = None) -> Grid:
+def scene_grid(sensor: Sensor, size_m: tuple[float, float] | None = None,
+               centre: Point | None = None) -> Grid:
     """The scene grid: north-up UTM 37N at the sensor's finest pixel size.
 
     The extent (default ``sensor.default_size_m``) is rounded up to whole coarsest pixels
-    and centred on :func:`scene_centre`, with its corner snapped to a multiple of the
-    coarsest pixel size, so every band's pixels nest exactly.
+    and centred on ``centre`` (scene CRS; default :func:`scene_centre`), with its corner
+    snapped to a multiple of the coarsest pixel size, so every band's pixels nest exactly.
 
     Raises
     ------
@@ -553,7 +562,7 @@ def scene_grid(sensor: Sensor, size_m: tuple[float, float] | None = None) -> Gri
     width, height = sensor.default_size_m if size_m is None else _size(size_m)
     unit = sensor.extent_unit_m
     width, height = math.ceil(width / unit) * unit, math.ceil(height / unit) * unit
-    centre = scene_centre(sensor.name)
+    centre = scene_centre(sensor.name) if centre is None else centre
     left = math.floor((centre.x - width / 2) / unit) * unit
     bottom = math.floor((centre.y - height / 2) / unit) * unit
     px = sensor.pixel_m

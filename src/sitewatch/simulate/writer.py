@@ -265,12 +265,13 @@ def reference_features(scenario: Scenario, to_lonlat: LonLat) -> list[dict]:
 
 
 def site_features(scenario: Scenario, to_lonlat: LonLat) -> list[dict]:
-    """GeoJSON features of the sites, with their measurements and phases."""
+    """GeoJSON features of the sites (role ``site``) and decoys (role ``decoy``), with their
+    measurements and phases."""
     return [
         _feature(
             to_lonlat(site.footprint),
             {
-                "role": "site",
+                "role": role,
                 "id": site.id,
                 "name": site.name,
                 "type": site.type,
@@ -289,7 +290,8 @@ def site_features(scenario: Scenario, to_lonlat: LonLat) -> list[dict]:
                 ],
             },
         )
-        for site in scenario.sites
+        for role, group in (("site", scenario.sites), ("decoy", scenario.decoys))
+        for site in group
     ]
 
 
