@@ -73,3 +73,32 @@ def test_greening_is_not_construction():
     rows = [(0.21, 0.05, 0.08, 0.05, 0.02, 0.21)] * 6 + [
         (0.20, -0.01, 0.15, 0.6, 0.03, 0.21)] * 6
     assert lifecycle(_signature(rows)).change_type == "seasonal_vegetation"
+
+
+# A compound built in a field (the signature of a 190 x 120 m compound in the simulator's
+# farmland): the winter crop greens up, then the field is scraped and built on. The vegetation
+# rises and falls as a crop's does, but the ground left is twice as bright as the field's soil.
+COMPOUND_IN_FARMLAND = [
+    (0.161, 0.068, 0.105, np.nan, 0.016, 0.16), (0.153, 0.077, 0.111, 0.0, 0.012, 0.16),
+    (0.164, 0.070, 0.101, 0.01, 0.015, 0.16), (0.154, 0.077, 0.111, 0.01, 0.012, 0.16),
+    (0.135, 0.074, 0.218, 0.0, 0.014, 0.14), (0.132, -0.035, 0.275, 0.0, 0.031, 0.14),
+    (0.133, -0.137, 0.389, 0.09, 0.045, 0.14), None,
+    (0.348, 0.016, 0.039, 1.0, 0.198, 0.15), (0.359, 0.011, 0.032, 0.04, 0.211, 0.15),
+    (0.336, 0.014, 0.038, 0.0, 0.219, 0.15), (0.357, 0.008, 0.025, 0.12, 0.226, 0.15),
+]
+
+
+def test_construction_in_a_field_is_not_a_crop_cycle():
+    life = lifecycle(_signature(COMPOUND_IN_FARMLAND))
+    assert life.change_type == "new_construction"
+    assert life.phases[0].name == "cleared" and life.phases[0].first_observed == "2019-05-15"
+    assert life.phases[0].after == "2019-03-15"  # 2019-04-15 was not observed
+
+
+def test_a_harvest_back_to_the_same_soil_stays_a_crop_cycle():
+    """The same field harvested instead: the vegetation falls and the ground is its own soil
+    again, a little brighter for the stubble."""
+    harvested = [row if row is None or i < 8 else (0.185, 0.07, 0.06, 0.9 if i == 8 else 0.05,
+                                                     0.02, 0.16)
+                 for i, row in enumerate(COMPOUND_IN_FARMLAND)]
+    assert lifecycle(_signature(harvested)).change_type == "seasonal_vegetation"

@@ -24,7 +24,10 @@ imagery analyst reads a time-lapse:
 - ground that is vegetated on some date (vegetation index above :data:`VEGETATED`) and whose
   vegetation both rises and falls by :data:`VEGETATION_SWING` is a seasonal or agricultural
   cycle, not a change of interest; vegetated ground that loses its vegetation for good is
-  *vegetation loss*;
+  *vegetation loss*; but where the ground after the first event is another surface than the
+  site's own bare ground before it (brighter or darker by :data:`STRUCTURE_CONTRAST`: scraped
+  ground, roofs, water, which no harvest or ploughing leaves), the vegetation rules do not
+  apply and the site is read like open ground (a compound built in a field);
 - ground whose first event is a fall of the built-up index with a rise of vegetation, and no
   brightness shift, is greening (a crop, a wet season), not of interest either;
 - a polygon without any event at the site level (its pixels' breaks did not add up to a change
@@ -151,7 +154,7 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
     phases: list[Phase] = []
     kind0 = found[0][1]
     vegetation = np.array([s.vegetation for s in observed])
-    if np.nanmax(vegetation) >= VEGETATED:
+    if np.nanmax(vegetation) >= VEGETATED and not _new_surface(observed, first):
         peak = int(np.nanargmax(vegetation))
         rose = vegetation[peak] - np.nanmin(vegetation[:peak + 1]) >= VEGETATION_SWING
         fell = vegetation[peak] - np.nanmin(vegetation[peak:]) >= VEGETATION_SWING
@@ -196,6 +199,24 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         change_type = "new_construction" if start is not None else "land_clearing"
     return Lifecycle(change_type, tuple(phases), _day(observed[first].date),
                      _day(observed[first - 1].date))
+
+
+def _new_surface(observed: list[DateSignature], first: int) -> bool:
+    """Whether the ground after the first event is another surface than the site's own bare
+    ground before it: its brightness, held from that event on (median of the dates since),
+    differs by at least :data:`STRUCTURE_CONTRAST` from the median brightness of the baseline
+    dates on which the site was not vegetated.
+
+    A crop that is harvested or ploughed returns to the soil it grew on; construction, clearing
+    or a flood in a field leaves scraped ground, roofs or water, which no season makes. Without
+    a bare baseline date (a site vegetated on every date before the event) nothing can be said
+    and the vegetation rules apply.
+    """
+    bare = [s.brightness for s in observed[:first] if s.vegetation < VEGETATED]
+    if not bare:
+        return False
+    after = float(np.median([s.brightness for s in observed[first:]]))
+    return abs(after - float(np.median(bare))) >= STRUCTURE_CONTRAST
 
 
 def _active(date: DateSignature) -> bool:
