@@ -13,7 +13,7 @@ from shapely import affinity
 from shapely.geometry import Point, Polygon, box
 
 from sitewatch.errors import SitewatchError
-from sitewatch.sites.polygons import change_polygons, rectangularity
+from sitewatch.sites.polygons import change_polygons, dated_change_polygons, rectangularity
 
 #: Upper-left corner of every test grid, metres (a UTM easting/northing).
 X0, Y0 = 500_000.0, 4_000_000.0
@@ -261,3 +261,34 @@ def test_closing_with_a_disk_matches_the_distance_transform_definition(radius_m,
     closed = _close(change, radius_m, pixel_size)
     assert closed.sum() > change.sum()
     np.testing.assert_array_equal(closed, expected)
+
+
+def test_dated_polygons_split_regions_that_changed_at_different_times():
+    """A compound scraped between days 100 and 130 beside a field whose crop broke between days
+    200 and 230: one outline each. Two fragments of one site, two pixels apart and dated alike,
+    stay one site; a part whose window a cloud widened (100-160) stays with the compound."""
+    transform = Affine(10, 0, 500000, 0, -10, 4000000)
+    mask = np.zeros((100, 100), bool)
+    earliest, latest = np.zeros((2, 100, 100), np.int32)
+    mask[20:40, 20:60], earliest[20:40, 20:60], latest[20:40, 20:60] = True, 100, 130
+    latest[20:30, 20:30] = 160  # seen through a cloud one date later
+    mask[20:40, 60:90], earliest[20:40, 60:90], latest[20:40, 60:90] = True, 200, 230
+    for cols in (slice(10, 30), slice(32, 50)):
+        mask[60:70, cols], earliest[60:70, cols], latest[60:70, cols] = True, 300, 330
+    undated = change_polygons(mask, transform)
+    dated = dated_change_polygons(mask, earliest, latest, transform)
+    assert [round(p.area) for p in undated] == [140_000, 40_000]
+    assert [round(p.area) for p in dated] == [80_000, 60_000, 40_000]
+    assert not dated[0].intersection(dated[1]).area
+
+
+def test_dated_polygons_keep_a_site_whose_rim_changed_a_date_later():
+    """A destroyed building (days 100-130) whose rubble rim was scraped a date later (130-160):
+    the rim is too small to be a site and stays with the building."""
+    transform = Affine(10, 0, 500000, 0, -10, 4000000)
+    mask = np.zeros((60, 60), bool)
+    earliest, latest = np.zeros((2, 60, 60), np.int32)
+    mask[18:32, 18:32], earliest[18:32, 18:32], latest[18:32, 18:32] = True, 130, 160
+    mask[20:30, 20:30], earliest[20:30, 20:30], latest[20:30, 20:30] = True, 100, 130
+    dated = dated_change_polygons(mask, earliest, latest, transform, min_area_m2=10_000)
+    assert [round(p.area) for p in dated] == [19_600]

@@ -1,12 +1,12 @@
 """From a stack and its change layers to sites stored in the workspace.
 
 1. **Where**: the persistent breaks of the time-series detection (:mod:`sitewatch.detect`; run
-   now if the AOI has none yet) are the changed pixels; they become cleaned polygons
-   (:func:`sitewatch.sites.polygons.change_polygons`). A stack of fewer than
-   :data:`MIN_SERIES_DATES` acquisitions (a before/after pair) has no series to test: its
-   pairwise change map is used instead and each polygon is typed from its change kinds
-   (:func:`sitewatch.sites.pairwise.pairwise_sites`), with steps 2 and 4 reduced to one
-   phase between the two dates.
+   now if the AOI has none yet) are the changed pixels; they become cleaned polygons, one per
+   region that changed at one time (:func:`sitewatch.sites.polygons.dated_change_polygons`).
+   A stack of fewer than :data:`MIN_SERIES_DATES` acquisitions (a before/after pair) has no
+   series to test: its pairwise change map is used instead and each polygon is typed from its
+   change kinds (:func:`sitewatch.sites.pairwise.pairwise_sites`), with steps 2 and 4 reduced
+   to one phase between the two dates.
 2. **What and when**: each polygon's temporal signature (:mod:`sitewatch.sites.signature`) gives
    its change type and phase timeline (:mod:`sitewatch.sites.lifecycle`); seasonal vegetation
    is dropped as change not of interest (and counted).
@@ -41,7 +41,7 @@ from sitewatch.detect import TIMESERIES, detect, latest_stack
 from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
 from sitewatch.sites.measure import Measurements, measure
-from sitewatch.sites.polygons import change_polygons
+from sitewatch.sites.polygons import dated_change_polygons
 from sitewatch.sites.signature import DateSignature, site_signature
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
@@ -130,8 +130,12 @@ def _series_sites(ws: Workspace, layers: dict[str, str], dataset, grid: Grid, pl
         changed = src.read(1).astype(bool)
     with rasterio.open(ws.root / layers["onset"]) as src:
         onset_days, onset_nodata = src.read(1), src.nodata
+    windows = []
+    for name in ("onset_earliest", "onset_latest"):
+        with rasterio.open(ws.root / layers[name]) as src:
+            windows.append(src.read(1))
     progress("Vectorising changes", 0.4)
-    polygons = change_polygons(changed, grid.transform, min_area_m2=min_area_m2)
+    polygons = dated_change_polygons(changed, *windows, grid.transform, min_area_m2=min_area_m2)
     days = np.array([np.datetime64(str(t)[:10], "D") for t in dataset.time.values])
     sites, discarded = [], {}
     for n, polygon in enumerate(polygons):

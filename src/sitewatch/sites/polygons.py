@@ -138,6 +138,111 @@ def change_polygons(mask: np.ndarray, transform: affine.Affine, *, min_area_m2: 
     return sorted(polygons, key=lambda polygon: polygon.area, reverse=True)
 
 
+def dated_change_polygons(mask: np.ndarray, earliest: np.ndarray, latest: np.ndarray,
+                          transform: affine.Affine, *, min_area_m2: float = 2000.0,
+                          **options) -> list[Polygon]:
+    """:func:`change_polygons` for a change map whose pixels carry onset windows: a site is a
+    region that changed at one time.
+
+    ``earliest`` and ``latest`` (int days, rows x cols, read only where ``mask``) bracket each
+    pixel's change, as the time-series test dates it. Two neighbouring change pixels (4-connected)
+    belong to one site when their windows overlap: the pixels of one site changed between the
+    same two clear acquisitions, or a cloud over part of it on one date widened that part's
+    window to include the other's. A compound scraped in spring next to fields whose crops broke
+    in summer is then its own site, not a corner of a field polygon read as a crop cycle.
+    A region too small to be a site (under ``min_area_m2``) is a fragment of a neighbour: the
+    rim of a destroyed building scraped a date after its roof fell, a corner seen through a
+    later cloud. It joins the neighbouring region whose onset is nearest to its own.
+    Fragments a merge would join (``merge_distance_m`` of :func:`change_polygons`) are tested
+    through the gap, each gap pixel taking the window of the nearest change pixel. Each region
+    is then made into polygons by :func:`change_polygons` (``min_area_m2`` and ``options``) on
+    its own pixels, so regions of different dates are never merged into one outline.
+    """
+    change = np.asarray(mask, dtype=bool)
+    pixel_size = (abs(transform.e), abs(transform.a))
+    pixel_area = pixel_size[0] * pixel_size[1]
+    merge = options.get("merge_distance_m")
+    merge = 2.0 * max(pixel_size) if merge is None else merge
+    joined = _remove_small_objects(change, SPECK_MAX_PIXELS + 1)
+    if merge > 0:
+        joined = _close(joined, (merge + min(pixel_size)) / 2.0, pixel_size)
+    if not joined.any():
+        return []
+    nearest = ndi.distance_transform_edt(~change, return_distances=False, return_indices=True)
+    start = np.where(joined, earliest[tuple(nearest)], 0)
+    end = np.where(joined, latest[tuple(nearest)], 0)
+    regions = _absorb_fragments(_simultaneous_regions(joined, start, end), start,
+                                min_area_m2 / pixel_area)
+    pad = int(math.ceil(merge / min(pixel_size))) + 1
+    polygons = []
+    for value, region in enumerate(ndi.find_objects(regions), start=1):
+        pixels = (regions[region] == value) & change[region]
+        if pixels.sum() * pixel_area < min_area_m2 / 2:
+            continue  # too small to reach the minimum mapping unit by merging
+        offset = affine.Affine.translation(region[1].start - pad, region[0].start - pad)
+        polygons += change_polygons(np.pad(pixels, pad), transform * offset,
+                                    min_area_m2=min_area_m2, **options)
+    return sorted(polygons, key=lambda polygon: polygon.area, reverse=True)
+
+
+def _absorb_fragments(regions: np.ndarray, start: np.ndarray, min_pixels: float) -> np.ndarray:
+    """``regions`` with every region of fewer than ``min_pixels`` pixels merged into the
+    touching region (8-connected) whose median ``start`` is nearest to its own, smallest
+    first; a fragment touching no other region stays as it is."""
+    regions = regions.copy()
+    sizes = np.bincount(regions.ravel())
+    onsets = {}
+    boxes = ndi.find_objects(regions)
+    for value in np.argsort(sizes, kind="stable"):
+        if value == 0 or sizes[value] == 0 or sizes[value] >= min_pixels:
+            continue
+        box_ = boxes[value - 1]
+        grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box_)
+        labels = regions[grown]
+        own = labels == value
+        rim = ndi.binary_dilation(own, structure=np.ones((3, 3), bool)) & ~own
+        neighbours = np.unique(labels[rim & (labels > 0)])
+        if neighbours.size == 0:
+            continue
+        onset = float(np.median(start[grown][own]))
+        for n in neighbours:
+            if n not in onsets:
+                near = boxes[n - 1]
+                onsets[n] = float(np.median(start[near][regions[near] == n]))
+        target = min(neighbours, key=lambda n: (abs(onsets[n] - onset), -sizes[n]))
+        regions[grown][own] = target
+        sizes[target] += sizes[value]
+        sizes[value] = 0
+        box_t = boxes[target - 1]
+        boxes[target - 1] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                                  for a, b in zip(box_t, box_, strict=True))
+    return regions
+
+
+def _simultaneous_regions(joined: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Labels (1..n, 0 outside ``joined``) of the regions of ``joined`` whose 4-neighbours have
+    overlapping ``[start, end]`` windows: connected components of that graph."""
+    import scipy.sparse
+    import scipy.sparse.csgraph
+
+    index = np.full(joined.shape, -1, np.int64)
+    index[joined] = np.arange(int(joined.sum()))
+    edges = []
+    for step in ((0, 1), (1, 0)):
+        a = (slice(0, joined.shape[0] - step[0]), slice(0, joined.shape[1] - step[1]))
+        b = (slice(step[0], None), slice(step[1], None))
+        linked = (joined[a] & joined[b] & (start[a] <= end[b]) & (start[b] <= end[a]))
+        edges.append((index[a][linked], index[b][linked]))
+    rows = np.concatenate([e[0] for e in edges])
+    cols = np.concatenate([e[1] for e in edges])
+    n = int(joined.sum())
+    graph = scipy.sparse.coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n))
+    _, component = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    labels = np.zeros(joined.shape, np.int64)
+    labels[joined] = component + 1
+    return labels
+
+
 def rectangularity(polygon: Polygon, angle: float | None = None) -> float:
     """How close the outline of ``polygon`` (holes filled) is to a rectangle, in [0, 1].
 
