@@ -102,3 +102,12 @@ def test_a_harvest_back_to_the_same_soil_stays_a_crop_cycle():
                                                      0.02, 0.16)
                  for i, row in enumerate(COMPOUND_IN_FARMLAND)]
     assert lifecycle(_signature(harvested)).change_type == "seasonal_vegetation"
+
+
+def test_a_cloud_over_the_site_alone_and_its_return_are_no_event():
+    """Desert whose brightness jumps on one date (a small unmasked cloud over the polygon, its
+    ring hardly touched) and is back on the next: neither the jump nor the return is a change."""
+    rows = [(0.215, 0.094, 0.088, 0.0, 0.04, 0.237)] * 9 + [
+        (0.266, 0.048, 0.058, 0.46, 0.36, 0.25), (0.213, 0.096, 0.091, 0.46, 0.04, 0.235),
+        (0.212, 0.094, 0.091, 0.0, 0.04, 0.235)]
+    assert lifecycle(_signature(rows)).change_type == "unclassified"

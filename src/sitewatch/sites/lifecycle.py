@@ -97,7 +97,8 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
 
     A level shift must hold: the median of the date and up to :data:`HOLD_DATES` - 1 observed
     dates after it stays at least half the shift away from the level before, so a cloud or
-    shadow residual on one date, which reverts, is not an event. A shift on the last date cannot
+    shadow residual on one date, which reverts, is not an event; nor is its return, because a
+    date after such an excursion is compared with the level before the excursion. A shift on the last date cannot
     be checked yet and counts provisionally. Where nearly every pixel of the site changed
     (activity of at least :data:`STRONG_ACTIVITY`; dates whose surroundings changed as a whole,
     shadows and haze, are already not observed) half the level shift is enough and it need not
@@ -105,8 +106,9 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
     """
     observed = [s for s in signature if s.observed]
     found = []
+    reference = 0  # the last observed date that was not a transient excursion
     for i in range(1, len(observed)):
-        now, before = observed[i], observed[i - 1]
+        now, before = observed[i], observed[reference]
         shift = now.brightness - before.brightness
         built = now.built_up - before.built_up
         activity = 0.0 if np.isnan(now.activity) else now.activity
@@ -117,15 +119,20 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
         level = abs(shift) >= step or abs(built) >= BUILT_SHIFT
         if activity >= EVENT_ACTIVITY and not level and found:
             found.append((i, "activity"))
+            reference = i
             continue
         if not (activity >= EVENT_ACTIVITY and level):
+            reference = i
             continue
         after = observed[i:i + HOLD_DATES]
         held_b = float(np.median([s.brightness for s in after])) - before.brightness
         held_u = float(np.median([s.built_up for s in after])) - before.built_up
         if not (strong or abs(held_b) >= abs(shift) / 2 and abs(shift) >= step
                 or abs(held_u) >= abs(built) / 2 and abs(built) >= BUILT_SHIFT):
+            # a shift that did not hold (a cloud or shadow over the site alone): the next date
+            # is compared with the level before it, so its return is not read as an event
             continue
+        reference = i
         kind = ("darkening" if shift <= -step else
                 "brightening" if shift >= step else "activity")
         found.append((i, kind))
