@@ -111,3 +111,12 @@ def test_a_cloud_over_the_site_alone_and_its_return_are_no_event():
         (0.266, 0.048, 0.058, 0.46, 0.36, 0.25), (0.213, 0.096, 0.091, 0.46, 0.04, 0.235),
         (0.212, 0.094, 0.091, 0.0, 0.04, 0.235)]
     assert lifecycle(_signature(rows)).change_type == "unclassified"
+
+
+def test_an_unmasked_shadow_over_the_whole_site_is_no_event():
+    """Every pixel of the polygon darkens on one date (strong activity, the shape of the
+    shadow) and is back, contrast and all, on the next: no site."""
+    rows = [(0.20, 0.115, 0.05, 0.0, 0.055, 0.20)] * 9 + [
+        (0.086, 0.109, -0.016, 0.95, 0.13, 0.193), (0.20, 0.114, 0.048, 0.95, 0.039, 0.197),
+        (0.206, 0.111, 0.044, 0.0, 0.038, 0.203)]
+    assert lifecycle(_signature(rows)).change_type == "unclassified"

@@ -1,8 +1,11 @@
 """From a stack and its change layers to sites stored in the workspace.
 
 1. **Where**: the persistent breaks of the time-series detection (:mod:`sitewatch.detect`; run
-   now if the AOI has none yet) are the changed pixels; they become cleaned polygons, one per
-   region that changed at one time (:func:`sitewatch.sites.polygons.dated_change_polygons`).
+   now if the AOI has none yet) are the changed pixels; they become cleaned polygons
+   (:func:`sitewatch.sites.polygons.change_polygons`). A polygon read as a crop cycle (step 2)
+   is split into the regions that changed at one time
+   (:func:`sitewatch.sites.polygons.dated_change_polygons`) and each is read again: a compound
+   built in a field is found beside the crops.
    A stack of fewer than :data:`MIN_SERIES_DATES` acquisitions (a before/after pair) has no
    series to test: its pairwise change map is used instead and each polygon is typed from its
    change kinds (:func:`sitewatch.sites.pairwise.pairwise_sites`), with steps 2 and 4 reduced
@@ -41,7 +44,7 @@ from sitewatch.detect import TIMESERIES, detect, latest_stack
 from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
 from sitewatch.sites.measure import Measurements, measure
-from sitewatch.sites.polygons import dated_change_polygons
+from sitewatch.sites.polygons import change_polygons, dated_change_polygons
 from sitewatch.sites.signature import DateSignature, site_signature
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
@@ -135,23 +138,47 @@ def _series_sites(ws: Workspace, layers: dict[str, str], dataset, grid: Grid, pl
         with rasterio.open(ws.root / layers[name]) as src:
             windows.append(src.read(1))
     progress("Vectorising changes", 0.4)
-    polygons = dated_change_polygons(changed, *windows, grid.transform, min_area_m2=min_area_m2)
+    polygons = change_polygons(changed, grid.transform, min_area_m2=min_area_m2)
     days = np.array([np.datetime64(str(t)[:10], "D") for t in dataset.time.values])
     sites, discarded = [], {}
     for n, polygon in enumerate(polygons):
         progress(f"Reading site {n + 1} of {len(polygons)}", 0.4 + 0.5 * n / len(polygons))
         signature = site_signature(dataset, grid, polygon)
         life = lifecycle(signature)
+        readings = [(polygon, signature, life)]
         if life.change_type in NOT_OF_INTEREST:
-            discarded[life.change_type] = discarded.get(life.change_type, 0) + 1
-            continue
-        site_id = f"{aoi}-{len(sites) + 1:03d}"
-        observations = _observations(polygon, signature, life, onset_days, onset_nodata,
-                                     grid, days)
-        sites.append(Site(site_id, polygon, life,
-                          measure(polygon, grid.epsg, places=places, borders=borders),
-                          observations))
+            readings = _dated_parts(polygon, changed, windows, dataset, grid, min_area_m2)
+            readings = readings or [(polygon, signature, life)]
+        for part, part_signature, part_life in readings:
+            if part_life.change_type in NOT_OF_INTEREST:
+                discarded[part_life.change_type] = discarded.get(part_life.change_type, 0) + 1
+                continue
+            site_id = f"{aoi}-{len(sites) + 1:03d}"
+            observations = _observations(part, part_signature, part_life, onset_days,
+                                         onset_nodata, grid, days)
+            sites.append(Site(site_id, part, part_life,
+                              measure(part, grid.epsg, places=places, borders=borders),
+                              observations))
     return sites, discarded
+
+
+def _dated_parts(polygon, changed: np.ndarray, windows: list[np.ndarray], dataset, grid: Grid,
+                 min_area_m2: float) -> list[tuple]:
+    """A polygon read as change not of interest (a crop cycle) may hold a site that changed at
+    another time, such as a compound built in a field: its change pixels split into the regions
+    that changed at one time (:func:`sitewatch.sites.polygons.dated_change_polygons`), each read
+    again. Returns (part, signature, lifecycle) per part, or nothing when it does not split."""
+    window, transform, inside = polygon_window(polygon, grid)
+    rows, cols = window.toslices()
+    parts = dated_change_polygons(changed[rows, cols] & inside, windows[0][rows, cols],
+                                  windows[1][rows, cols], transform, min_area_m2=min_area_m2)
+    if len(parts) < 2:
+        return []
+    readings = []
+    for part in parts:
+        signature = site_signature(dataset, grid, part)
+        readings.append((part, signature, lifecycle(signature)))
+    return readings
 
 
 def _two_date_sites(ws: Workspace, layers: dict[str, str], grid: Grid, places, borders,

@@ -98,11 +98,13 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
     A level shift must hold: the median of the date and up to :data:`HOLD_DATES` - 1 observed
     dates after it stays at least half the shift away from the level before, so a cloud or
     shadow residual on one date, which reverts, is not an event; nor is its return, because a
-    date after such an excursion is compared with the level before the excursion. A shift on the last date cannot
-    be checked yet and counts provisionally. Where nearly every pixel of the site changed
-    (activity of at least :data:`STRONG_ACTIVITY`; dates whose surroundings changed as a whole,
-    shadows and haze, are already not observed) half the level shift is enough and it need not
-    hold: a destroyed building is often graded within a revisit or two.
+    date after such an excursion is compared with the level before the excursion. A shift on
+    the last date cannot be checked yet and counts provisionally. Where nearly every pixel of
+    the site changed (activity of at least :data:`STRONG_ACTIVITY`; dates whose surroundings
+    changed as a whole, shadows and haze, are already not observed) half the level shift is
+    enough and it need not hold: a destroyed building is often graded within a revisit or two;
+    but a site that is all back as it was on the next observed date (:func:`_returned`) had a
+    cloud or a shadow over it, not an event.
     """
     observed = [s for s in signature if s.observed]
     found = []
@@ -127,10 +129,12 @@ def events(signature: list[DateSignature]) -> list[tuple[int, str]]:
         after = observed[i:i + HOLD_DATES]
         held_b = float(np.median([s.brightness for s in after])) - before.brightness
         held_u = float(np.median([s.built_up for s in after])) - before.built_up
-        if not (strong or abs(held_b) >= abs(shift) / 2 and abs(shift) >= step
-                or abs(held_u) >= abs(built) / 2 and abs(built) >= BUILT_SHIFT):
-            # a shift that did not hold (a cloud or shadow over the site alone): the next date
-            # is compared with the level before it, so its return is not read as an event
+        if (not (strong or abs(held_b) >= abs(shift) / 2 and abs(shift) >= step
+                 or abs(held_u) >= abs(built) / 2 and abs(built) >= BUILT_SHIFT)
+                or i + 1 < len(observed) and _returned(observed[i + 1], before)):
+            # a shift that did not hold, or a site that is all back as it was on the next date
+            # (a cloud or its shadow over the site alone): the next date is compared with the
+            # level before it, so its return is not read as an event
             continue
         reference = i
         kind = ("darkening" if shift <= -step else
@@ -206,6 +210,16 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         change_type = "new_construction" if start is not None else "land_clearing"
     return Lifecycle(change_type, tuple(phases), _day(observed[first].date),
                      _day(observed[first - 1].date))
+
+
+def _returned(later: DateSignature, before: DateSignature) -> bool:
+    """Whether ``later`` shows the site as it was ``before``: brightness, built-up index and
+    contrast with the surroundings all within half the shift that makes an event
+    (:data:`LEVEL_SHIFT`, :data:`BUILT_SHIFT`, :data:`STRUCTURE_CONTRAST`). A destroyed
+    building graded to the old brightness has lost its contrast; a passing shadow has not."""
+    return (abs(later.brightness - before.brightness) < LEVEL_SHIFT / 2
+            and abs(later.built_up - before.built_up) < BUILT_SHIFT / 2
+            and abs(later.contrast - before.contrast) < STRUCTURE_CONTRAST / 2)
 
 
 def _new_surface(observed: list[DateSignature], first: int) -> bool:
