@@ -262,3 +262,15 @@ def test_too_few_dates_is_a_user_error(tmp_path):
     with pytest.raises(SitewatchError, match="n_dates"):
         simulate(tmp_path / "out", n_dates=3, size_m=(600.0, 600.0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_relative_output_folder_gives_a_catalog_that_ingests(tmp_path, monkeypatch):
+    """Asset links were made relative to the temporary staging folder when the output folder
+    was given as a relative path, so the catalog pointed into a folder that no longer exists."""
+    import sitewatch
+
+    monkeypatch.chdir(tmp_path)
+    result = simulate("relative", sensor="s2", seed=2, n_dates=6, size_m=(600, 600))
+    item = json.loads(next(result.out_dir.glob("sim-*/sim-*.json")).read_text())
+    assert item["assets"]["B01"]["href"] == "./B01.tif"
+    assert len(sitewatch.ingest(["relative/catalog.json"], tmp_path / "ws").scene_ids) == 6

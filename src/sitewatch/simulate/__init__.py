@@ -137,7 +137,7 @@ def simulate(
     spec = get_sensor(sensor)
     if isinstance(n_dates, bool) or not isinstance(n_dates, int):
         raise SitewatchError(f"n_dates={n_dates!r} must be a whole number")
-    target = Path(out_dir)
+    target = Path(out_dir).absolute()  # asset links are made relative to absolute paths
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SitewatchError(
             "output directory exists and is not empty; choose a new one", path=target
