@@ -308,12 +308,14 @@ def _parse_epsg(crs: str | int | None) -> int | None:
     return int(text)
 
 
-def simulate(out_dir: PathLike, *, sensor: str = "s2", seed: int = 0,
-             n_dates: int = 12) -> SimulationResult:
-    """Simulate the default scenario into ``out_dir`` (``sitewatch simulate``)."""
+def simulate(out_dir: PathLike, *, sensor: str = "s2", seed: int = 0, n_dates: int = 12,
+             scenario: str = "border-compound") -> SimulationResult:
+    """Simulate a scenario into ``out_dir`` (``sitewatch simulate``): the demo's
+    border-compound, or the randomised ``random`` / ``random-decoys``
+    (:mod:`sitewatch.simulate.generator`)."""
     from sitewatch.simulate import simulate as _simulate
 
-    return _simulate(out_dir, sensor=sensor, seed=seed, n_dates=n_dates)
+    return _simulate(out_dir, sensor=sensor, seed=seed, n_dates=n_dates, scenario=scenario)
 
 
 def demo(out_dir: PathLike = "sitewatch-demo", *, sensors: Sequence[str] = ("s2", "vhr"),

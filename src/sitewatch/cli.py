@@ -365,11 +365,16 @@ def simulate(
                                         "RGB+NIR).")] = "s2",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same "
                                       "imagery.")] = 0,
-    dates: Annotated[int, typer.Option(help="Number of monthly acquisitions.")] = 12,
+    dates: Annotated[int, typer.Option(help="Number of acquisitions (monthly for "
+                                       "border-compound, random revisits otherwise).")] = 12,
+    scenario: Annotated[str, typer.Option(help="border-compound (the demo's), random (sites "
+                                          "of every type, size and ground, with decoys) or "
+                                          "random-decoys (decoys only).")] = "border-compound",
 ) -> None:
     """Simulate a multi-date scene series with ground truth (no download needed)."""
     with _progress(f"Simulating {dates} {sensor} dates"):
-        result = api.simulate(out_dir, sensor=sensor, seed=seed, n_dates=dates)
+        result = api.simulate(out_dir, sensor=sensor, seed=seed, n_dates=dates,
+                              scenario=scenario)
     out.print(f"{len(result.item_ids)} scenes -> {result.catalog_path}\n"
               f"ground truth -> {result.truth_path}\nplaces -> {result.places_path}")
 
