@@ -1,14 +1,21 @@
 """Site-level scores against the simulator's ground truth, in the style of the IARPA SMART
 evaluation (a detected site matches a true one at polygon IoU >= 0.2).
 
-    python bench/sites.py [--seeds 0 1 2] [--sensor s2] [--skip-xbd]
+    python bench/sites.py [--scenario border-compound|random|random-decoys]
+                          [--split dev|eval | --seeds 0 1 2] [--sensor s2|vhr] [--skip-xbd]
 
-For each seed the default scenario (12 monthly dates; a 3 x 2.4 km extent around the sites for
-s2, the default extent for vhr) is simulated, ingested, stacked and tracked with the project's
-own stages. Printed: matched / missed / false sites, site precision, recall and F1, per-phase F1
-(a true phase counts as found when the matched site reports it), the onset error in days (first
-observed date of the site's first phase minus the true start of its first changing phase), and
-the length/width errors of matched sites.
+For each seed a scenario is simulated, ingested, stacked and tracked with the project's own
+stages: the demo's border-compound (12 monthly dates; a 3 x 2.4 km extent around the sites for
+s2, the default extent for vhr), or the randomised ones of :mod:`sitewatch.simulate.generator`
+(sites of every type, size, shape and ground, decoys, random revisits), whose development seeds
+(``--split dev``, :data:`DEV_SEEDS`) are for looking at while changing the pipeline and whose
+evaluation seeds (``--split eval``, :data:`EVAL_SEEDS`) give the figures quoted. Printed per
+seed and pooled: matched / missed / false sites, site precision, recall and F1, typed-site F1
+(matched with the right change type), false sites per km² (on ``random-decoys`` every site is
+one), per-phase F1 (a true phase counts as found when the matched site reports it), the share of
+matched sites whose first change is dated to the right acquisition or the next, and the share of
+matched sites of 50 m and more whose length and width are within 15 %. Stable structures and
+decoys are not targets: a site found on one is a false site.
 
 Then the xBD Joplin tornado tiles (``$SITEWATCH_TEST_DATA/xbd-joplin``): each pre/post pair goes
 through ``sitewatch.compare`` (two dates, so sites come from the pairwise change map), and the
@@ -26,6 +33,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import shapely
 
 import sitewatch
@@ -38,12 +46,19 @@ DATA = Path(os.environ.get("SITEWATCH_TEST_DATA",
 #: xBD damage classes counted as positives.
 DAMAGED = ("destroyed", "major-damage")
 #: True phases that are a site's first change (the others are "before" states).
-CHANGE_PHASES = ("cleared", "under_construction", "destroyed", "completed")
+CHANGE_PHASES = ("cleared", "under_construction", "destroyed", "demolished", "completed")
+#: Seeds of the randomised scenarios: development seeds to look at while changing the
+#: pipeline, evaluation seeds scored once, for the figures quoted.
+DEV_SEEDS = tuple(range(100, 110))
+EVAL_SEEDS = tuple(range(1000, 1030))
 
 
-def run_seed(seed: int, sensor: str, work: Path) -> dict:
-    size = (3000, 2400) if sensor == "s2" else None
-    result = simulate(work / "imagery", sensor=sensor, seed=seed, size_m=size)
+def run_seed(seed: int, sensor: str, work: Path, scenario: str = "border-compound") -> dict:
+    """Simulate ``scenario`` with ``seed``, take it through ingest, stack and track, and score
+    the sites found against the truth (see the module docstring)."""
+    size = (3000, 2400) if sensor == "s2" and scenario == "border-compound" else None
+    result = simulate(work / "imagery", sensor=sensor, seed=seed, size_m=size,
+                      scenario=scenario)
     sitewatch.ingest([result.catalog_path], work / "ws")
     sitewatch.import_places(result.places_path, work / "ws")
     truth = json.loads(result.truth_path.read_text())
@@ -52,17 +67,43 @@ def run_seed(seed: int, sensor: str, work: Path) -> dict:
     build_stack(work / "ws", from_bbox(",".join(map(str, aoi.bounds)), "bench"))
     sitewatch.track(work / "ws", "bench")
     found = sitewatch.sites(work / "ws", aoi="bench")
-    true_sites = [f for f in truth["features"] if f["properties"]["role"] == "site"
-                  and shapely.geometry.shape(f["geometry"]).intersects(aoi)]
-    scores = {"tp": 0, "fn": 0, "fp": 0, "onset_days": [], "length_err": [], "width_err": [],
-              "phases": {}}
+    dates = [d[:10] for d in truth["sitewatch:scenario"]["dates"]]
+    inside = [f for f in truth["features"] if f["properties"]["role"] in ("site", "decoy")
+              and shapely.geometry.shape(f["geometry"]).intersects(aoi)]
+    scores = score_sites(found, inside, dates)
+    scores["area_km2"] = _area_km2(aoi)
+    return scores
+
+
+def _area_km2(lonlat_polygon) -> float:
+    geod = pyproj.Geod(ellps="WGS84")
+    return abs(geod.geometry_area_perimeter(lonlat_polygon)[0]) / 1e6
+
+
+def score_sites(found: list[dict], truth: list[dict], dates: list[str]) -> dict:
+    """Match found sites to the true changed sites at polygon IoU >= :data:`MATCH_IOU`.
+
+    A true site of a change type is a target; a stable structure or a decoy is not, and a
+    found site matching nothing else is a false site. Returned: tp, fn, fp, typed_tp (matched
+    with the right type), the found sites on decoys and stable structures, per-phase counts,
+    onset errors in acquisitions, and the length/width errors of matched sites.
+    """
+    scores = {"tp": 0, "fn": 0, "fp": 0, "typed_tp": 0, "on_decoys": 0, "onset_days": [],
+              "onset_steps": [], "length_err": [], "width_err": [], "sizes": [],
+              "phases": {}, "missed": []}
     used = set()
-    for site in true_sites:
+    shapes = [shapely.geometry.shape(f["geometry"]) for f in found]
+    for site in truth:
+        props = site["properties"]
         polygon = shapely.geometry.shape(site["geometry"])
         ious = [(polygon.intersection(g).area / polygon.union(g).area, i)
-                for i, g in enumerate(shapely.geometry.shape(f["geometry"]) for f in found)]
+                for i, g in enumerate(shapes) if i not in used]
         iou, best = max(ious, default=(0.0, -1))
-        true_phases = [p["phase"] for p in site["properties"]["phases"]]
+        if props["role"] == "decoy" or props["type"] == "stable_structure":
+            if iou >= MATCH_IOU:
+                scores["on_decoys"] += 1
+            continue
+        true_phases = [p["phase"] for p in props["phases"]]
         for phase in true_phases:
             counts = scores["phases"].setdefault(phase, [0, 0, 0])  # tp, fn, fp
             if iou >= MATCH_IOU and phase in {p["phase"] for p in
@@ -72,23 +113,28 @@ def run_seed(seed: int, sensor: str, work: Path) -> dict:
                 counts[1] += 1
         if iou < MATCH_IOU:
             scores["fn"] += 1
+            scores["missed"].append(f"{props['id']} ({props.get('name', '')}, "
+                                    f"{props['length_m']:.0f} m, IoU {iou:.2f})")
             continue
         scores["tp"] += 1
         used.add(best)
         match = found[best]
+        scores["typed_tp"] += match["change_type"] == props["type"]
         for phase in match["properties"]["phases"]:
             if phase["phase"] not in true_phases:
                 scores["phases"].setdefault(phase["phase"], [0, 0, 0])[2] += 1
-        start = next((p["start"] for p in site["properties"]["phases"]
-                      if p["phase"] in CHANGE_PHASES), None)
+        true_first = next((p for p in props["phases"] if p["phase"] in CHANGE_PHASES), None)
         detected = next((p["first_observed"] for p in match["properties"]["phases"]
                          if p["phase"] != "intact"), None)
-        if start and detected:
+        if true_first and detected:
             scores["onset_days"].append((date.fromisoformat(detected)
-                                         - date.fromisoformat(start[:10])).days)
-        if site["properties"].get("length_m"):
-            scores["length_err"].append(match["length_m"] / site["properties"]["length_m"] - 1)
-            scores["width_err"].append(match["width_m"] / site["properties"]["width_m"] - 1)
+                                         - date.fromisoformat(true_first["start"][:10])).days)
+            observed = true_first["first_observed"][:10]
+            if detected[:10] in dates and observed in dates:
+                scores["onset_steps"].append(dates.index(detected[:10]) - dates.index(observed))
+        scores["sizes"].append(props["length_m"])
+        scores["length_err"].append(match["length_m"] / props["length_m"] - 1)
+        scores["width_err"].append(match["width_m"] / props["width_m"] - 1)
     scores["fp"] = len(found) - len(used)
     return scores
 
@@ -133,42 +179,71 @@ def xbd_scores(method: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--scenario", default="border-compound",
+                        choices=("border-compound", "random", "random-decoys"))
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="default: 0 1 2 for border-compound, --split for the others")
+    parser.add_argument("--split", default="dev", choices=("dev", "eval"),
+                        help="the random scenarios' development or evaluation seeds")
     parser.add_argument("--sensor", default="s2", choices=("s2", "vhr"))
     parser.add_argument("--skip-xbd", action="store_true")
     args = parser.parse_args()
+    seeds = args.seeds or ([0, 1, 2] if args.scenario == "border-compound" else
+                           list(DEV_SEEDS if args.split == "dev" else EVAL_SEEDS))
     if not args.skip_xbd:
         for method in ("default", "cva", "index"):
             xbd_scores(method)
-    total = {"tp": 0, "fn": 0, "fp": 0, "onset_days": [], "length_err": [], "width_err": [],
-             "phases": {}}
-    for seed in args.seeds:
+    total: dict = {}
+    for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            scores = run_seed(seed, args.sensor, Path(tmp))
-        print(f"seed {seed}: {scores['tp']} matched, {scores['fn']} missed, {scores['fp']} false; "
-              f"onset error (days) {scores['onset_days']}")
-        for key in ("tp", "fn", "fp"):
-            total[key] += scores[key]
-        for key in ("onset_days", "length_err", "width_err"):
-            total[key] += scores[key]
-        for phase, counts in scores["phases"].items():
-            acc = total["phases"].setdefault(phase, [0, 0, 0])
-            for i in range(3):
-                acc[i] += counts[i]
+            scores = run_seed(seed, args.sensor, Path(tmp), args.scenario)
+        print(f"seed {seed}: {scores['tp']} matched ({scores['typed_tp']} with the right type), "
+              f"{scores['fn']} missed, {scores['fp']} false ({scores['on_decoys']} on decoys or "
+              f"stable structures); onset error (acquisitions) {scores['onset_steps']}",
+              flush=True)
+        for missed in scores["missed"]:
+            print(f"  missed {missed}")
+        for key, value in scores.items():
+            if isinstance(value, (int, float)):
+                total[key] = total.get(key, 0) + value
+            elif isinstance(value, list):
+                total.setdefault(key, []).extend(value)
+            else:
+                for phase, counts in value.items():
+                    acc = total.setdefault("phases", {}).setdefault(phase, [0, 0, 0])
+                    for i in range(3):
+                        acc[i] += counts[i]
+    summarise(args.scenario, args.sensor, seeds, total)
+
+
+def summarise(scenario: str, sensor: str, seeds: list[int], total: dict) -> None:
+    """Print the pooled site scores of a set of seeds."""
     tp, fn, fp = total["tp"], total["fn"], total["fp"]
     precision, recall = tp / max(1, tp + fp), tp / max(1, tp + fn)
     f1 = 2 * precision * recall / max(1e-9, precision + recall)
-    print(f"\n{args.sensor}, {len(args.seeds)} seeds: site precision {precision:.2f}, recall "
-          f"{recall:.2f}, F1 {f1:.2f} ({tp} matched, {fn} missed, {fp} false)")
-    for phase, (ptp, pfn, pfp) in sorted(total["phases"].items()):
+    typed = total["typed_tp"]
+    typed_f1 = 2 * typed / max(1, typed + tp + fn + fp - (tp - typed))
+    print(f"\n{scenario}, {sensor}, {len(seeds)} seeds: site precision {precision:.2f}, recall "
+          f"{recall:.2f}, F1 {f1:.2f} ({tp} matched, {fn} missed, {fp} false); typed-site F1 "
+          f"{typed_f1:.2f} ({typed} with the right type)")
+    print(f"  false sites: {fp / max(1e-9, total['area_km2']):.2f} per km² over "
+          f"{total['area_km2']:.1f} km² ({total['on_decoys']} on decoys or stable structures)")
+    for phase, (ptp, pfn, pfp) in sorted(total.get("phases", {}).items()):
         pf1 = 2 * ptp / max(1, 2 * ptp + pfn + pfp)
         print(f"  phase {phase:<20} F1 {pf1:.2f}  ({ptp} found, {pfn} missed, {pfp} extra)")
-    if total["onset_days"]:
-        onset = np.abs(total["onset_days"])
-        print(f"  onset error: median {np.median(onset):.0f} days, max {onset.max():.0f} days")
-    if total["length_err"]:
-        print(f"  length error {100 * np.mean(total['length_err']):+.1f} % (mean), "
-              f"width error {100 * np.mean(total['width_err']):+.1f} % (mean)")
+    if total.get("onset_steps"):
+        steps = np.abs(total["onset_steps"])
+        print(f"  onset within one revisit: {100 * np.mean(steps <= 1):.0f} % of "
+              f"{steps.size} matched sites (median {np.median(np.abs(total['onset_days'])):.0f}"
+              " days from the true start)")
+    sizes = np.array(total.get("sizes", []))
+    if sizes.size:
+        big = sizes >= 50.0
+        length, width = np.abs(total["length_err"]), np.abs(total["width_err"])
+        within = (length[big] <= 0.15) & (width[big] <= 0.15)
+        print(f"  matched sites of 50 m and more: {big.sum()}, length and width within 15 %: "
+              f"{100 * np.mean(within) if big.any() else float('nan'):.0f} %; median |error| "
+              f"length {100 * np.median(length):.0f} %, width {100 * np.median(width):.0f} %")
 
 
 if __name__ == "__main__":
