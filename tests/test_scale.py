@@ -82,7 +82,9 @@ def test_tiled_sites_match_a_one_process_stack(scene, inline_sites, tmp_path):
     from sitewatch.stack import build_stack
 
     workspace, bbox = scene
-    assert len(inline_sites) >= 2
+    # the compound, across several 64 px tiles (a one-date cloud over open ground, read as a
+    # second site before the lifecycle learnt passing clouds, is no longer one)
+    assert "new_construction" in {site[2] for site in inline_sites}
     build_stack(workspace, from_bbox(bbox, "whole"))
     whole = {(s.lifecycle.change_type, round(s.measurements.area_m2, 3))
              for s in extract_sites(workspace, "whole").sites}
