@@ -185,8 +185,8 @@ def _site(site_id: str, site_type: str, ground: str, shape: str, local: Polygon,
         k0 = int(rng.integers(2, n - 2))
         ground_el = (Element(place(local), "scraped"),)
         walls = ()
-        _, _, w, _ = local.bounds
-        if w >= 40.0:
+        half_width = local.bounds[2]
+        if half_width >= 40.0:  # sites 80 m wide or more are walled
             ring = local.difference(local.buffer(-3.0))
             walls = (Element(place(ring), "concrete", 3.0),)
         half = max(1, len(structure) // 2)
