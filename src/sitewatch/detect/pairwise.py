@@ -284,7 +284,7 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
     7. ``diagnostics`` (:func:`sitewatch.detect.nochange.diagnose`): the called share of the
        valid pixels, the null fit, the expected false-alarm share and false-discovery
        proportion, and warnings when the result is implausible (widespread change, no
-       no-change majority).
+       no-change majority, no compact no-change mode).
 
     Every constant is physical or from the cited method (PSF ~0.5 px, a 10 m building,
     ``alpha`` 0.01 as for ``irmad``, 300 m^2) and the same for every image; none was chosen by
