@@ -52,6 +52,11 @@ def test_chosen_dates_and_methods(stacked):
     assert result.dates == [days[1], days[3]] and result.method == "cva"
     with pytest.raises(SitewatchError, match="no acquisition on 1999-01-01"):
         sitewatch.detect(ws, "site", dates=("1999-01-01", days[2]))
+    for reversed_or_equal in ((days[3], days[1]), (days[2], days[2])):
+        with pytest.raises(SitewatchError, match="the first date must be before the second"):
+            sitewatch.detect(ws, "site", dates=reversed_or_equal)
+    with pytest.raises(SitewatchError, match="smallest site"):
+        sitewatch.track(ws, "site", min_area_m2=-5)
     with pytest.raises(SitewatchError, match="unknown method 'magic'"):
         sitewatch.detect(ws, "site", method="magic")
     with pytest.raises(SitewatchError, match="no stack for AOI 'elsewhere'"):

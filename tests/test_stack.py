@@ -177,3 +177,25 @@ def test_bad_aoi_inputs(sim, tmp_path):
     with pytest.raises(SitewatchError, match="unknown normalisation"):
         build_stack(ws, from_bbox("40.93,34.38,40.96,34.40"), normalisation="magic")
     assert not list((ws / "rasters" / "stacks").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"resolution": 0}, "resolution"), ({"resolution": float("nan")}, "resolution"),
+    ({"min_clear_fraction": 2}, "fraction from 0 to 1"), ({"memory_mb": 0}, "memory budget"),
+    ({"memory_mb": -5}, "memory budget")])
+def test_bad_numbers_are_refused_before_anything_is_read(tmp_path, options, message):
+    """Issue 21: --res 0, --min-clear 2 and a memory budget of 0 or below were taken."""
+    from sitewatch.stack import build_stack, from_bbox
+
+    with pytest.raises(SitewatchError, match=message):
+        build_stack(tmp_path / "ws", from_bbox("40.9,34.3,40.95,34.35", "a"), **options)
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("radius", [float("nan"), float("inf"), 0, -3])
+def test_a_place_aoi_needs_a_finite_positive_radius(tmp_path, radius):
+    from sitewatch.stack import from_place
+
+    with Workspace.open(tmp_path / "ws", create=True) as ws:
+        with pytest.raises(SitewatchError, match="AOI radius"):
+            from_place(ws, "anywhere", radius)

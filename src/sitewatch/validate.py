@@ -1,4 +1,4 @@
-"""Checks of the coordinates and geometries users give, with one-line errors.
+"""Checks of the numbers, coordinates and geometries users give, with one-line errors.
 
 An entry point that takes geometries from a user (a GeoJSON file, the places of a watch file)
 checks them here, where they come in: a NaN, a longitude of 400 or a line of one point is
@@ -90,3 +90,24 @@ def _json_excerpt(value: object, limit: int = 80) -> str:
     """``value`` as compact JSON for an error message, cut to ``limit`` characters."""
     text = json.dumps(value, separators=(",", ":"), default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def positive_number(value: object, what: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float, if it is a finite number above 0 (at least 0 with
+    ``allow_zero``); ``what`` names it in the error ("--radius, metres")."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SitewatchError(f"{what} must be a number, got {value!r}") from None
+    if not np.isfinite(number) or number < 0 or number == 0 and not allow_zero:
+        bound = "0 or more" if allow_zero else "above 0"
+        raise SitewatchError(f"{what} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+def fraction(value: object, what: str) -> float:
+    """``value`` as a float, if it is a finite number from 0 to 1."""
+    number = positive_number(value, what, allow_zero=True)
+    if number > 1:
+        raise SitewatchError(f"{what} must be a fraction from 0 to 1, got {value!r}")
+    return number

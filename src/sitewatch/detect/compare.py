@@ -24,6 +24,7 @@ from sitewatch.errors import SitewatchError
 from sitewatch.ingest import ingest
 from sitewatch.stack import AOI, Grid, build_stack
 from sitewatch.store import Workspace
+from sitewatch.validate import positive_number
 
 #: Placeholder dates for images whose own metadata and names give none: only the order matters.
 BEFORE_FALLBACK, AFTER_FALLBACK = "2000-01-01", "2000-01-02"
@@ -43,6 +44,8 @@ def compare(
     ``min_site_area_m2`` is the smallest object written to ``sites.geojson``.
     """
     progress = on_progress or (lambda message, fraction: None)
+    min_site_area_m2 = positive_number(min_site_area_m2, "the smallest site (--min-area), m²",
+                                       allow_zero=True)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SitewatchError("exists and is not a directory; choose another --out", out)

@@ -137,6 +137,9 @@ def _pick_dates(dataset: xr.Dataset, dates: Sequence[str] | None) -> tuple[int, 
         if day not in days:
             raise SitewatchError(f"no acquisition on {day} in the stack; dates: {', '.join(days)}")
         indices.append(days.index(day))
+    if indices[0] >= indices[1]:
+        raise SitewatchError(f"--dates {dates[0]} {dates[1]}: the first date must be before "
+                             "the second")
     return indices[0], indices[1]
 
 

@@ -49,6 +49,7 @@ from sitewatch.sites.signature import DateSignature, site_signature
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.validate import positive_number
 
 #: Minimum mapping unit of a site, m² (about 20 Sentinel-2 pixels; a large house at 0.5 m).
 MIN_SITE_AREA_M2 = 2000.0
@@ -98,6 +99,8 @@ def extract_sites(
 ) -> SitesResult:
     """Find, measure, type and track the sites of ``aoi``; store them (see module docstring)."""
     progress = on_progress or (lambda message, fraction: None)
+    min_area_m2 = positive_number(min_area_m2, "the smallest site (--min-area), m²",
+                                  allow_zero=True)
     owns = not isinstance(workspace, Workspace)
     ws = Workspace.open(workspace) if owns else workspace
     try:

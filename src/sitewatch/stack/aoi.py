@@ -18,6 +18,7 @@ from shapely.geometry import Polygon, box, shape
 from sitewatch.errors import SitewatchError
 from sitewatch.geojson import features, read_geojson
 from sitewatch.store import Workspace
+from sitewatch.validate import positive_number
 
 _GEOD = Geod(ellps="WGS84")
 _BBOX = re.compile(r"^\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*$")
@@ -76,8 +77,7 @@ def from_geojson(path: str | Path, name: str | None = None) -> AOI:
 
 def from_place(workspace: Workspace, place: str, radius_m: float, name: str | None = None) -> AOI:
     """A geodesic circle of ``radius_m`` metres around the workspace place ``place``."""
-    if radius_m <= 0:
-        raise SitewatchError(f"AOI radius must be positive metres, got {radius_m}")
+    radius_m = positive_number(radius_m, "the AOI radius, metres")
     rows = workspace.rows("places", "name = ?", (place,))
     if not rows:
         known = ", ".join(p["name"] for p in workspace.rows("places")) or "none"

@@ -34,6 +34,7 @@ from sitewatch.stack.grid import Grid, grid_for
 from sitewatch.stack.passes import HALO, AcquisitionOutcome
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.validate import fraction, positive_number
 
 #: Zarr chunk side (pixels); blocks are multiples of it.
 CHUNK = 512
@@ -98,6 +99,10 @@ def build_stack(
     ``reference`` an acquisition day (``YYYY-MM-DD``) to register and normalise to,
     ``memory_mb`` the working-memory budget for the writing pass.
     """
+    if resolution is not None:
+        resolution = positive_number(resolution, "the resolution (--res), metres")
+    min_clear_fraction = fraction(min_clear_fraction, "the least clear share (--min-clear)")
+    memory_mb = math.ceil(positive_number(memory_mb, "the memory budget (--memory-mb), MB"))
     if normalisation not in NORMALISATION_METHODS:
         raise SitewatchError(f"unknown normalisation {normalisation!r}; choose one of "
                              f"{', '.join(NORMALISATION_METHODS)}")
