@@ -47,6 +47,8 @@ import affine
 import numpy as np
 import rasterio.features
 import scipy.ndimage as ndi
+import scipy.sparse
+import scipy.sparse.csgraph
 import shapely
 from shapely.geometry import LinearRing, Polygon, shape
 
@@ -222,9 +224,6 @@ def _absorb_fragments(regions: np.ndarray, start: np.ndarray, min_pixels: float)
 def _simultaneous_regions(joined: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Labels (1..n, 0 outside ``joined``) of the regions of ``joined`` whose 4-neighbours have
     overlapping ``[start, end]`` windows: connected components of that graph."""
-    import scipy.sparse
-    import scipy.sparse.csgraph
-
     index = np.full(joined.shape, -1, np.int64)
     index[joined] = np.arange(int(joined.sum()))
     edges = []
