@@ -36,10 +36,10 @@ from rasterio.windows import Window
 from sitewatch.learn.data import SENTINEL2_BANDS
 from sitewatch.learn.infer import (
     BLOCK,
-    PACKAGED_MODEL,
     TrainedModel,
     checkpoint,
     load_model,
+    packaged_model,
     predict_to_raster,
 )
 from sitewatch.learn.model import SiameseUNet
@@ -80,9 +80,8 @@ def _generate(folder: Path, size: int, bands: tuple[str, ...], block: int) -> No
 
 def model_for(args, bands: tuple[str, ...], folder: Path) -> TrainedModel:
     path = args.weights
-    if path is None and PACKAGED_MODEL.is_file():
-        if load_model(PACKAGED_MODEL, device="cpu").bands == list(bands):
-            path = PACKAGED_MODEL
+    if path is None:
+        path = packaged_model(bands)
     if path is None:
         torch.manual_seed(0)
         network = SiameseUNet(len(bands), [int(w) for w in args.widths.split(",")]).eval()

@@ -13,7 +13,15 @@ torch = pytest.importorskip("torch", reason="PyTorch not installed (optional ext
 from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods  # noqa: E402
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.learn import register_learned_method  # noqa: E402
-from sitewatch.learn.data import PatchSampler, read_levir, read_oscd_city  # noqa: E402
+from sitewatch.learn.data import (  # noqa: E402
+    ChangePair,
+    PatchSampler,
+    read_levir,
+    read_oscd_city,
+    read_sztaki,
+    read_xbd,
+    resample,
+)
 from sitewatch.learn.infer import (  # noqa: E402
     input_statistics,
     load_model,
@@ -120,9 +128,9 @@ def test_learned_method_without_a_model_says_how_to_train_one(monkeypatch, tmp_p
     monkeypatch.delenv("SITEWATCH_MODEL")
     from sitewatch.learn import infer
 
-    monkeypatch.setattr(infer, "PACKAGED_MODEL", tmp_path / "model.pt")
+    monkeypatch.setattr(infer, "PACKAGED_MODELS", {})
     with pytest.raises(SitewatchError, match="sitewatch train"):
-        infer.model_path()
+        infer.model_path(["red", "green", "blue"])
 
 
 def test_learned_method_names_missing_bands(trained, monkeypatch):
@@ -186,6 +194,77 @@ def test_levir_reader_skips_unlabelled_and_mismatched_pairs(data_dir):
     assert any((p.truth == 1).any() for p in pairs)
 
 
+def test_sztaki_reader_gives_thirteen_labelled_pairs_at_one_and_a_half_metres(data_dir):
+    pairs = read_sztaki(data_dir / "sztaki-airchange")
+    assert len(pairs) == 13
+    assert {p.name.split("-")[0] for p in pairs} == {"archieve", "szada", "tiszadob"}
+    assert all(p.pixel_size_m == 1.5 and p.before.shape == p.after.shape for p in pairs)
+    assert all(0 < (p.truth == 1).mean() < 0.5 for p in pairs)
+
+
+def test_xbd_reader_labels_damaged_buildings_only(data_dir):
+    pairs = read_xbd(data_dir / "xbd-joplin")
+    assert [p.name for p in pairs] == ["joplin-tornado_00000000", "joplin-tornado_00000001"]
+    for pair in pairs:
+        assert pair.before.shape == (3, 1024, 1024)
+        assert set(np.unique(pair.truth)) == {-1, 0, 1}
+        # a tornado tile: most labelled building pixels are destroyed or heavily damaged,
+        # and the ground between buildings is not labelled
+        assert (pair.truth == 1).sum() > (pair.truth == 0).sum() / 4
+        assert (pair.truth == -1).mean() > 0.5
+
+
+def test_resampling_a_pair_keeps_its_ground_extent_and_labels():
+    truth = np.zeros((60, 90), np.int8)
+    truth[30:, 45:] = 1
+    truth[:3] = -1
+    image = np.random.default_rng(0).random((3, 60, 90)).astype(np.float32)
+    pair = ChangePair("p", image, image, truth, ["red", "green", "blue"], 0.5)
+    coarse = resample(pair, 1.5)
+    assert coarse.truth.shape == (20, 30) and coarse.before.shape == (3, 20, 30)
+    assert coarse.pixel_size_m == 1.5
+    assert set(np.unique(coarse.truth)) == {-1, 0, 1}
+    assert abs((coarse.truth == 1).mean() - 0.25) < 0.03
+    assert resample(pair, 0.5) is pair
+
+
+def test_learned_method_predicts_a_coarser_pair_at_the_models_pixel_size(trained, levir_dir,
+                                                                           monkeypatch):
+    monkeypatch.setenv("SITEWATCH_MODEL", str(trained.weights))
+    register_learned_method()
+    pair = read_levir(levir_dir)[5]
+    fine = resample(pair, 0.25)  # what a 0.25 m image of the same ground would be
+    result = pairwise_methods()["learned"](fine.before, fine.after,
+                                           np.ones(fine.truth.shape, bool), fine.bands, 0.25)
+    assert result.score.shape == fine.truth.shape
+    changed = fine.truth == 1
+    assert result.score[changed].mean() > result.score[~changed].mean() + 0.3
+
+
+def test_default_hands_vhr_rgb_to_the_packaged_model_and_keeps_classic_evidence_elsewhere(
+        trained, levir_dir, monkeypatch):
+    from sitewatch.learn import infer
+
+    register_learned_method()
+    monkeypatch.delenv("SITEWATCH_MODEL", raising=False)
+    monkeypatch.setattr(infer, "PACKAGED_MODELS", {("red", "green", "blue"): trained.weights})
+    pair = read_levir(levir_dir)[5]
+    valid = np.ones(pair.truth.shape, bool)
+    default = pairwise_methods()["default"]
+    vhr = default(pair.before, pair.after, valid, pair.bands, 0.5)
+    assert vhr.parameters["evidence"] == ["learned RGB change model"]
+    assert vhr.parameters["model"] == str(trained.weights.resolve())
+    assert "called_fraction" in vhr.diagnostics
+    changed = pair.truth == 1
+    assert (vhr.change[changed] == 1).mean() > 0.5 > (vhr.change[~changed] == 1).mean()
+    for result in (default(pair.before, pair.after, valid, pair.bands, 0.5, learned_vhr=False),
+                   default(pair.before, pair.after, valid, pair.bands, 10.0)):
+        assert "learned RGB change model" not in result.parameters["evidence"]
+    monkeypatch.setattr(infer, "PACKAGED_MODELS", {})
+    classic = default(pair.before, pair.after, valid, pair.bands, 0.5)
+    assert "learned RGB change model" not in classic.parameters["evidence"]
+
+
 def test_oscd_reader_aligns_dates_by_coordinates(data_dir):
     pair = read_oscd_city(data_dir / "oscd" / "saclay_e", bands=["B02", "B04", "B11"])
     assert pair.before.shape == pair.after.shape == (3, 639, 688)
@@ -200,7 +279,7 @@ def test_oscd_reader_aligns_dates_by_coordinates(data_dir):
 
 def test_unknown_layout_and_validation_city_are_user_errors(levir_dir, tmp_path):
     with pytest.raises(SitewatchError, match="unknown dataset layout"):
-        train(levir_dir, "xbd", tmp_path, epochs=1)
+        train(levir_dir, "spacenet", tmp_path, epochs=1)
     with pytest.raises(SitewatchError, match="nowhere"):
         train(levir_dir, "levir", tmp_path, epochs=1, val_cities=["nowhere"])
 

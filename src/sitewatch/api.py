@@ -104,13 +104,15 @@ def detect(workspace: PathLike, aoi: str, *, method: str = "default",
 
 
 def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str = "default",
-            min_site_area_m2: float = 2000.0,
+            min_site_area_m2: float | None = None, buildings: PathLike | None = None,
             on_progress: Callable[[str, float], None] | None = None) -> DetectResult:
-    """Change between two images written into ``out_dir`` (``sitewatch compare``)."""
+    """Change between two images written into ``out_dir`` (``sitewatch compare``); the smallest
+    site defaults by pixel size (2000 m² at 10 m, 50 m² at 0.5 m); ``buildings``: pre-event
+    footprints to count the destroyed or heavily damaged ones (``result.damage``)."""
     from sitewatch.detect import compare as _compare
 
     return _compare(before, after, out_dir, method=method, min_site_area_m2=min_site_area_m2,
-                    on_progress=on_progress)
+                    buildings=buildings, on_progress=on_progress)
 
 
 def track(workspace: PathLike, aoi: str, *, min_area_m2: float = 2000.0,

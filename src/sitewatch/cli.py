@@ -285,14 +285,20 @@ def compare(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for change.tif, score.tif.")],
     method: Annotated[str, typer.Option(
         help="default, cva, irmad, pca-kmeans or index.")] = "default",
-    min_area: Annotated[float, typer.Option(
-        help="Smallest site written to sites.geojson, m².")] = 2000.0,
+    min_area: Annotated[float | None, typer.Option(
+        help="Smallest site written to sites.geojson, m² (default: 20 pixels, at least 50 and "
+             "at most 2000).")] = None,
+    buildings: Annotated[Path | None, typer.Option(
+        help="Pre-event building footprints (vector file or raster mask): count those "
+             "destroyed or heavily damaged.")] = None,
 ) -> None:
     """One-shot change map and sites between two images, without a workspace."""
     with _fraction_progress("Comparing") as step:
         result = api.compare(before, after, out_dir, method=method, min_site_area_m2=min_area,
-                             on_progress=step)
+                             buildings=buildings, on_progress=step)
     _print_detection(result)
+    if result.damage:
+        out.print(result.damage["sentence"])
 
 
 def _print_detection(result) -> None:
@@ -453,11 +459,12 @@ def watch_run(
 
 @app.command()
 def train(
-    dataset_dir: Annotated[Path, typer.Argument(help="OSCD-layout (<city>/imgs_1, imgs_2, cm) "
-                                                "or LEVIR-layout (A, B, label) folder.")],
+    dataset_dir: Annotated[Path, typer.Argument(help="OSCD-layout (<city>/imgs_1, imgs_2, cm), "
+                                                "LEVIR-layout (A, B, label), SZTAKI AirChange "
+                                                "or xBD (images, labels) folder.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for model.pt, model-card.md "
                                           "and train-log.csv.")],
-    layout: Annotated[str, typer.Option(help="oscd or levir.")] = "oscd",
+    layout: Annotated[str, typer.Option(help="oscd, levir, sztaki or xbd.")] = "oscd",
     bands: Annotated[str | None, typer.Option(help="Comma-separated band names (default: "
                                               "all of the layout).")] = None,
     val_city: Annotated[list[str] | None, typer.Option(help="Held-out city (repeat for "

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import rasterio
 import shapely
 
@@ -36,16 +37,22 @@ def compare(
     out_dir: str | Path,
     *,
     method: str = "default",
-    min_site_area_m2: float = 2000.0,
+    min_site_area_m2: float | None = None,
+    buildings: str | Path | None = None,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> DetectResult:
     """Detect change from ``before`` to ``after``; write the layers into ``out_dir``.
 
-    ``min_site_area_m2`` is the smallest object written to ``sites.geojson``.
+    ``min_site_area_m2`` is the smallest object written to ``sites.geojson`` (default: by the
+    pixel size, :func:`sitewatch.sites.pairwise.default_min_area_m2`). With ``buildings``
+    (pre-event footprints: a vector file or a raster mask), each footprint is assessed
+    (:mod:`sitewatch.sites.damage`), ``buildings.geojson`` is written and ``result.damage``
+    holds the count of those destroyed or heavily damaged with its 90 % interval.
     """
     progress = on_progress or (lambda message, fraction: None)
-    min_site_area_m2 = positive_number(min_site_area_m2, "the smallest site (--min-area), m²",
-                                       allow_zero=True)
+    if min_site_area_m2 is not None:
+        min_site_area_m2 = positive_number(min_site_area_m2,
+                                           "the smallest site (--min-area), m²", allow_zero=True)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SitewatchError("exists and is not a directory; choose another --out", out)
@@ -77,13 +84,16 @@ def compare(
             result.layers[name] = target
         result.directory = out
         result.layers["sites"] = _write_sites(out, result, min_site_area_m2)
+        if buildings is not None:
+            progress("Assessing the buildings", 0.95)
+            result.layers["buildings"], result.damage = _write_damage(out, result, buildings)
     progress("Done", 1.0)
     return result
 
 
-def _write_sites(out: Path, result: DetectResult, min_area_m2: float) -> Path:
+def _write_sites(out: Path, result: DetectResult, min_area_m2: float | None) -> Path:
     """``sites.geojson`` from the change and kinds layers just written into ``out``."""
-    from sitewatch.sites.pairwise import pairwise_sites, sites_geojson
+    from sitewatch.sites.pairwise import default_min_area_m2, pairwise_sites, sites_geojson
 
     with rasterio.open(result.layers["change"]) as src:
         change = src.read(1)
@@ -93,6 +103,8 @@ def _write_sites(out: Path, result: DetectResult, min_area_m2: float) -> Path:
         with rasterio.open(result.layers["kinds"]) as src:
             kinds = {name: src.read(i + 1) == 1 for i, name in enumerate(src.descriptions)}
     grid = Grid(epsg, transform.a, change.shape[1], change.shape[0], transform.c, transform.f)
+    if min_area_m2 is None:
+        min_area_m2 = default_min_area_m2(grid.resolution)
     sites, _ = pairwise_sites(change, kinds, grid, (result.dates[0], result.dates[-1]),
                               min_area_m2=min_area_m2)
     target = out / "sites.geojson"
@@ -100,3 +112,28 @@ def _write_sites(out: Path, result: DetectResult, min_area_m2: float) -> Path:
     tmp.write_text(json.dumps(sites_geojson(sites, epsg), indent=1), encoding="utf-8")
     tmp.replace(target)
     return target
+
+
+def _write_damage(out: Path, result: DetectResult, buildings: str | Path) -> tuple[Path, dict]:
+    """``buildings.geojson`` (every assessed footprint with its changed share and whether it is
+    called destroyed or heavily damaged) and the damage count."""
+    from sitewatch.sites.damage import DAMAGED_SHARE, assess, count_damage, read_footprints
+    from sitewatch.sites.extract import to_lonlat
+
+    with rasterio.open(result.layers["change"]) as src:
+        change = src.read(1)
+        transform, epsg = src.transform, src.crs.to_epsg()
+    grid = Grid(epsg, transform.a, change.shape[1], change.shape[0], transform.c, transform.f)
+    assessed = assess(change, grid, read_footprints(buildings, grid))
+    area_km2 = float(np.sum(change != 255)) * grid.resolution ** 2 / 1e6
+    count = count_damage(assessed, area_km2)
+    features = [{"type": "Feature", "geometry": to_lonlat(footprint, epsg).__geo_interface__,
+                 "properties": {"changed_share": round(share, 3),
+                                "damaged": share >= DAMAGED_SHARE}}
+                for footprint, share in assessed]
+    target = out / "buildings.geojson"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features,
+                               "damage": count.to_dict()}, indent=1), encoding="utf-8")
+    tmp.replace(target)
+    return target, {**count.to_dict(), "sentence": count.sentence()}

@@ -19,12 +19,16 @@ masked pixels; masked pixels never enter a fit, a statistic or a threshold.
 - ``"index"``: differences of vegetation, built-up and brightness indices
   (:mod:`sitewatch.detect.indices`), each as a robust z-score; score = the largest absolute one;
   ``kinds`` say which index moved and which way.
-- ``"default"``: see :func:`default`.
+- ``"default"``: see :func:`default`. On RGB imagery of :data:`VHR_MAX_PIXEL_M` or finer it
+  hands over to the learned RGB change model the package ships, when PyTorch is installed
+  (:func:`learned_rgb_weights`).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import scipy.cluster.vq
@@ -228,12 +232,65 @@ def _smooth(values: np.ndarray, usable: np.ndarray, fill: float, sigma_px: float
                                          sigma_px)
 
 
+#: Coarsest pixel (metres) of the RGB imagery the default reads with the learned RGB model:
+#: the 0.3-2 m of aerial and commercial satellite imagery it is trained for, with margin.
+VHR_MAX_PIXEL_M = 5.0
+#: Smallest change object the default keeps (square metres): three 10 m Sentinel-2 pixels for
+#: the classic evidence, a small house (7 x 7 m) for the learned RGB model.
+MIN_AREA_M2, VHR_MIN_AREA_M2 = 300.0, 50.0
+
+
+def learned_rgb_weights(band_names: Sequence[str], pixel_size_m: float) -> Path | None:
+    """The shipped weights of the learned RGB change model if :func:`default` should use them:
+    imagery with red, green and blue but no near-infrared band, pixels of
+    :data:`VHR_MAX_PIXEL_M` metres or finer, PyTorch installed (the ``ml`` extra) and the
+    weights in the package. None otherwise."""
+    roles = band_roles(band_names)
+    if "nir" in roles or not {"red", "green", "blue"} <= set(roles):
+        return None
+    if not 0 < pixel_size_m <= VHR_MAX_PIXEL_M:
+        return None
+    try:  # the learned model is a plug-in of this stage: found at run time, not imported
+        infer = importlib.import_module("sitewatch.learn.infer")
+    except ModuleNotFoundError as error:
+        if error.name != "torch":
+            raise
+        return None
+    return infer.packaged_model([band_names[i] for i in (roles["red"], roles["green"],
+                                                         roles["blue"])])
+
+
+def _learned_default(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
+                     band_names: Sequence[str], pixel_size_m: float, weights: Path,
+                     min_area_m2: float, kind_cut: float) -> ChangeResult:
+    """:func:`default` on VHR RGB imagery: the learned model's probability, cut at the threshold
+    stored with its weights, objects smaller than ``min_area_m2`` dropped."""
+    from sitewatch.detect.base import pairwise_methods
+
+    result = pairwise_methods()["learned"](before, after, valid, band_names, pixel_size_m,
+                                           weights=weights)
+    usable = np.isfinite(result.score)
+    detected = thresholds.minimum_mapping_unit(result.change == 1, min_area_m2, pixel_size_m)
+    change = binary_map(np.where(detected, 1.0, 0.0), usable, 0.5)
+    called = float(detected[usable].mean()) if usable.any() else 0.0
+    warning = nochange.widespread_warning(called)
+    z_index = _standardised_index_changes(before, after, usable, band_names)
+    return ChangeResult(
+        score=result.score, change=change, threshold=result.threshold, method="default",
+        parameters={**result.parameters, "evidence": ["learned RGB change model"],
+                    "min_area_m2": min_area_m2, "kind_cut": kind_cut,
+                    "indices": index_formulas(band_names)},
+        kinds=change_kinds(z_index, change == 1, kind_cut),
+        diagnostics={"valid_pixels": int(usable.sum()), "called_fraction": called,
+                     "threshold": result.threshold, "warnings": [warning] if warning else []})
+
+
 @register("default")
 def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names: Sequence[str],
             pixel_size_m: float, *, psf_sigma_px: float = PSF_SIGMA_PX,
             object_sigma_m: float = OBJECT_SIGMA_M, alpha: float = 0.01,
-            min_area_m2: float = 300.0, max_samples: int = 100_000, kind_cut: float = 2.0,
-            seed: int = 0) -> ChangeResult:
+            min_area_m2: float | None = None, max_samples: int = 100_000,
+            kind_cut: float = 2.0, seed: int = 0, learned_vhr: bool = True) -> ChangeResult:
     """The project's default: IR-MAD evidence (plus colour for RGB-only imagery), smoothed at the
     scale of the smallest object the pixels resolve, cut by the threshold rule the histogram's
     shape calls for, kept where IR-MAD says the change is significant, small objects removed.
@@ -279,7 +336,8 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
        is an absolute test where the histogram rule is relative: a pair with no change at all
        has a histogram that still has a corner.
     5. Objects smaller than ``min_area_m2`` (8-connected, computed with ``pixel_size_m``) are
-       dropped: a minimum mapping unit of three 10 m Sentinel-2 pixels by default.
+       dropped: a minimum mapping unit of :data:`MIN_AREA_M2` by default
+       (:data:`VHR_MIN_AREA_M2` for the learned RGB model).
     6. ``kinds`` from the robust-z index changes (:func:`change_kinds`) inside the change map.
     7. ``diagnostics`` (:func:`sitewatch.detect.nochange.diagnose`): the called share of the
        valid pixels, the null fit, the expected false-alarm share and false-discovery
@@ -289,7 +347,20 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
     Every constant is physical or from the cited method (PSF ~0.5 px, a 10 m building,
     ``alpha`` 0.01 as for ``irmad``, 300 m^2) and the same for every image; none was chosen by
     looking at a benchmark's scores.
+
+    On RGB imagery of :data:`VHR_MAX_PIXEL_M` or finer, with ``learned_vhr`` and the learned RGB
+    model available (:func:`learned_rgb_weights`), steps 1-4 are the model's change probability
+    cut at its stored threshold instead: on such imagery every pixel statistic above is at or
+    below the all-change floor under held-out folds (``bench/vhr.py``), because what changes
+    there is objects (a roof, a lot), not radiometry. Steps 5-7 are the same; the diagnostics
+    hold the called share and the widespread-change warning.
     """
+    weights = learned_rgb_weights(band_names, pixel_size_m) if learned_vhr else None
+    if weights is not None:
+        return _learned_default(before, after, valid, band_names, pixel_size_m, weights,
+                                VHR_MIN_AREA_M2 if min_area_m2 is None else min_area_m2,
+                                kind_cut)
+    min_area_m2 = MIN_AREA_M2 if min_area_m2 is None else min_area_m2
     usable = _usable(before, after, valid)
     names = list(band_names)
     chi2, fits = _irmad_chi2(before, after, usable, max_samples, seed)

@@ -66,6 +66,9 @@ class DetectResult:
     #: Why the result may not be trusted (plain sentences from the method's no-change model,
     #: :func:`sitewatch.detect.nochange.diagnose`); empty when nothing is implausible.
     warnings: list[str] = field(default_factory=list)
+    #: Buildings destroyed or heavily damaged (``compare --buildings``,
+    #: :meth:`sitewatch.sites.damage.DamageCount.to_dict` plus its ``sentence``); else None.
+    damage: dict | None = None
 
 
 def latest_stack(ws: Workspace, aoi: str) -> dict:

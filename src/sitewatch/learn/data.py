@@ -10,6 +10,14 @@ Layouts
   date is a few pixels smaller.
 - ``"levir"``: LEVIR-CD (Chen & Shi 2020, Remote Sensing 12(10):1662): ``<root>/A/<name>.png``
   (before), ``B/<name>.png`` (after), ``label/<name>.png`` (0 no change, 255 change), RGB 0.5 m.
+- ``"sztaki"``: SZTAKI AirChange (Benedek & Sziranyi 2009, IEEE TGRS 47(10)):
+  ``<root>/<site>/im1.png``, ``im2.png``, ``gt.png`` (255 change), RGB aerial photographs at
+  1.5 m; its labels also count fresh plough-land and groundwork.
+- ``"xbd"``: xBD (Gupta et al. 2019, CVPRW) tiles: ``<root>/images/<tile>_pre_disaster.png`` and
+  ``_post_disaster.png``, ``<root>/labels/<tile>_post_disaster.json`` with building polygons in
+  pixel coordinates and damage classes. Truth is 1 on buildings labelled destroyed or
+  major-damage, 0 on buildings with no or minor damage, -1 elsewhere (the ground between
+  buildings is not labelled), at the nominal 0.5 m of the WorldView pan-sharpened tiles.
 
 Both give :class:`ChangePair` objects: reflectance 0..1 (NaN where a date has no data) and
 ``truth`` 1 change, 0 no change, -1 unlabelled.
@@ -17,6 +25,7 @@ Both give :class:`ChangePair` objects: reflectance 0..1 (NaN where a date has no
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import shapely
+import skimage.draw
 import skimage.io
+import skimage.transform
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import Resampling, reproject
 
@@ -36,7 +48,11 @@ SENTINEL2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A"
 #: Band names of LEVIR-CD images (the names the ingest stage gives RGB rasters).
 RGB_BANDS = ("red", "green", "blue")
 #: Supported dataset layouts.
-LAYOUTS = ("oscd", "levir")
+LAYOUTS = ("oscd", "levir", "sztaki", "xbd")
+#: xBD damage classes that count as change (the building is gone or its roof is).
+XBD_CHANGED = ("destroyed", "major-damage")
+#: xBD damage classes that count as no change.
+XBD_UNCHANGED = ("no-damage", "minor-damage")
 #: Sentinel-2 L1C digital numbers per unit of reflectance.
 _S2_SCALE = 10_000.0
 
@@ -75,7 +91,7 @@ class ChangePair:
 
 def read_pairs(dataset_dir: str | Path, layout: str,
                bands: Sequence[str] | None = None) -> list[ChangePair]:
-    """All labelled pairs of a dataset folder in ``layout`` (``"oscd"`` or ``"levir"``).
+    """All labelled pairs of a dataset folder in ``layout`` (one of :data:`LAYOUTS`).
 
     ``bands`` selects and orders bands (default: all bands of the layout).
     """
@@ -89,6 +105,10 @@ def read_pairs(dataset_dir: str | Path, layout: str,
         return [read_oscd_city(root / city, bands) for city in cities]
     if layout == "levir":
         return read_levir(root, bands)
+    if layout == "sztaki":
+        return read_sztaki(root, bands)
+    if layout == "xbd":
+        return read_xbd(root, bands)
     raise SitewatchError(f"unknown dataset layout {layout!r}; use one of {', '.join(LAYOUTS)}",
                          root)
 
@@ -146,12 +166,7 @@ def read_levir(root: str | Path, bands: Sequence[str] | None = None) -> list[Cha
     """LEVIR-CD pairs of ``root``; a pair without a label or whose dates differ in size is skipped
     with a warning naming it."""
     root = Path(root)
-    bands = list(bands or RGB_BANDS)
-    unknown = sorted(set(bands) - set(RGB_BANDS))
-    if unknown:
-        raise SitewatchError(f"LEVIR images have bands {', '.join(RGB_BANDS)}, not "
-                             f"{', '.join(unknown)}", root)
-    index = [RGB_BANDS.index(b) for b in bands]
+    bands, index = _rgb_index(bands, root)
     pairs = []
     for before_path in sorted((root / "A").glob("*.png")):
         after_path, label_path = root / "B" / before_path.name, root / "label" / before_path.name
@@ -171,6 +186,96 @@ def read_levir(root: str | Path, bands: Sequence[str] | None = None) -> list[Cha
     if not pairs:
         raise SitewatchError("no usable LEVIR pair (expected A/, B/ and label/ PNGs)", root)
     return pairs
+
+
+def _rgb_index(bands: Sequence[str] | None, root: Path) -> tuple[list[str], list[int]]:
+    bands = list(bands or RGB_BANDS)
+    unknown = sorted(set(bands) - set(RGB_BANDS))
+    if unknown:
+        raise SitewatchError(f"RGB images have bands {', '.join(RGB_BANDS)}, not "
+                             f"{', '.join(unknown)}", root)
+    return bands, [RGB_BANDS.index(b) for b in bands]
+
+
+def read_sztaki(root: str | Path, bands: Sequence[str] | None = None) -> list[ChangePair]:
+    """SZTAKI AirChange pairs, one per site folder of ``root`` holding ``im1.png``, ``im2.png``
+    and ``gt.png``."""
+    root = Path(root)
+    bands, index = _rgb_index(bands, root)
+    pairs = []
+    for folder in sorted(p for p in root.iterdir() if (p / "gt.png").is_file()):
+        before, after = _read_rgb(folder / "im1.png"), _read_rgb(folder / "im2.png")
+        label = skimage.io.imread(folder / "gt.png")
+        label = label if label.ndim == 2 else label[..., 0]
+        if after.shape != before.shape or label.shape != before.shape[1:]:
+            raise SitewatchError("im1, im2 and gt differ in size", folder)
+        pairs.append(ChangePair(folder.name, before[index], after[index],
+                                (label > 127).astype(np.int8), bands, 1.5))
+    if not pairs:
+        raise SitewatchError("no SZTAKI pair (expected <site>/im1.png, im2.png, gt.png)", root)
+    return pairs
+
+
+def xbd_buildings(labels: Path) -> list[tuple[shapely.Polygon, str]]:
+    """Building polygons of an xBD label file in pixel coordinates, with their damage class."""
+    try:
+        features = json.loads(labels.read_text(encoding="utf-8"))["features"]["xy"]
+        return [(shapely.from_wkt(f["wkt"]), str(f["properties"].get("subtype", "")))
+                for f in features]
+    except (OSError, ValueError, KeyError, TypeError, shapely.errors.ShapelyError) as error:
+        raise SitewatchError(f"not an xBD label file ({error})", labels) from error
+
+
+def rasterise_buildings(buildings: Sequence[tuple[shapely.Polygon, str]],
+                        shape: tuple[int, int]) -> np.ndarray:
+    """(rows, cols) int8 truth of xBD buildings: 1 destroyed or major damage, 0 no or minor
+    damage, -1 elsewhere and on unclassified buildings."""
+    truth = np.full(shape, -1, np.int8)
+    for value, classes in ((0, XBD_UNCHANGED), (1, XBD_CHANGED)):
+        for polygon, damage in buildings:
+            if damage not in classes:
+                continue
+            for part in getattr(polygon, "geoms", [polygon]):
+                x, y = np.asarray(part.exterior.coords).T
+                truth[skimage.draw.polygon(y, x, shape)] = value
+    return truth
+
+
+def read_xbd(root: str | Path, bands: Sequence[str] | None = None) -> list[ChangePair]:
+    """xBD pre/post tiles of ``root`` (``images/`` and ``labels/``), truth from the post-disaster
+    labels (:func:`rasterise_buildings`)."""
+    root = Path(root)
+    bands, index = _rgb_index(bands, root)
+    pairs = []
+    for labels in sorted((root / "labels").glob("*_post_disaster.json")):
+        tile = labels.name.removesuffix("_post_disaster.json")
+        before = _read_rgb(root / "images" / f"{tile}_pre_disaster.png")
+        after = _read_rgb(root / "images" / f"{tile}_post_disaster.png")
+        if after.shape != before.shape:
+            raise SitewatchError("pre and post images differ in size", root / "images" / tile)
+        truth = rasterise_buildings(xbd_buildings(labels), before.shape[1:])
+        pairs.append(ChangePair(tile, before[index], after[index], truth, bands, 0.5))
+    if not pairs:
+        raise SitewatchError("no xBD tile (expected labels/<tile>_post_disaster.json)", root)
+    return pairs
+
+
+def resample(pair: ChangePair, pixel_size_m: float) -> ChangePair:
+    """``pair`` on a grid of ``pixel_size_m`` metres: images bilinear (area-averaged first when
+    coarsening, so that no aliasing is learned), truth nearest-neighbour."""
+    scale = pair.pixel_size_m / pixel_size_m
+    if abs(scale - 1) < 1e-3:
+        return pair
+    shape = tuple(max(1, round(n * scale)) for n in pair.truth.shape)
+
+    def image(x: np.ndarray) -> np.ndarray:
+        return skimage.transform.resize(x, (len(x), *shape), order=1, anti_aliasing=scale < 1,
+                                        preserve_range=True).astype(np.float32)
+
+    truth = skimage.transform.resize(pair.truth, shape, order=0, preserve_range=True,
+                                     anti_aliasing=False).astype(np.int8)
+    return ChangePair(pair.name, image(pair.before), image(pair.after), truth, pair.bands,
+                      float(pixel_size_m))
 
 
 class PatchSampler:

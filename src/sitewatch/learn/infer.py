@@ -5,7 +5,10 @@ Importing this module needs PyTorch and registers ``"learned"`` with
 classic methods of :mod:`sitewatch.detect.pairwise`.
 
 The weights come from the file named by the environment variable ``SITEWATCH_MODEL``, else from
-``model.pt`` beside this module when the package ships one (see :func:`model_path`). Images are
+the weights the package ships for the pair's bands (see :func:`model_path`). A pair whose pixels
+differ from the model's training pixel size by more than a quarter is resampled to it for the
+prediction and the probability brought back onto the pair's grid, so one model serves imagery
+of 0.3 to 2 m. Images are
 processed tile by tile (memory bounded by the tile size, not the image size); overlapping tiles
 are blended with raised-cosine weights that fall towards a tile's inner edges, so tile seams do
 not show (the usual overlap-tile strategy of Ronneberger et al. 2015, with soft instead of hard
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import skimage.transform
 import torch
 import torch.nn.functional as F
 from rasterio.windows import Window
@@ -36,8 +40,12 @@ from sitewatch.learn.model import SiameseUNet
 
 #: Environment variable naming the weights file to use.
 MODEL_ENV = "SITEWATCH_MODEL"
-#: Weights shipped inside the package, used when ``SITEWATCH_MODEL`` is not set.
-PACKAGED_MODEL = Path(__file__).with_name("model.pt")
+#: Weights shipped inside the package, used when ``SITEWATCH_MODEL`` is not set, by the bands
+#: they read (see ``weights/*.md`` for each one's data, recipe, scores and reproduce command).
+PACKAGED_MODELS = {("red", "green", "blue"): Path(__file__).with_name("weights") / "vhr-rgb.pt"}
+#: Largest ratio between a pair's pixel size and the model's that is predicted without
+#: resampling.
+PIXEL_SIZE_TOLERANCE = 1.25
 #: Version of the weights file layout written by :func:`sitewatch.learn.train.train`.
 FORMAT_VERSION = 1
 #: Default tile side and overlap between neighbouring tiles (pixels).
@@ -99,19 +107,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def model_path() -> Path:
-    """The weights file to use: ``$SITEWATCH_MODEL``, else the packaged ``model.pt``."""
+def packaged_model(band_names: Sequence[str]) -> Path | None:
+    """The shipped weights whose bands ``band_names`` all has, if any."""
+    for bands, path in PACKAGED_MODELS.items():
+        if set(bands) <= set(band_names) and path.is_file():
+            return path
+    return None
+
+
+def model_path(band_names: Sequence[str] = ()) -> Path:
+    """The weights file to use: ``$SITEWATCH_MODEL``, else the packaged weights for
+    ``band_names`` (:func:`packaged_model`)."""
     named = os.environ.get(MODEL_ENV)
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
             raise SitewatchError(f"weights file named by {MODEL_ENV} not found", path)
         return path
-    if PACKAGED_MODEL.is_file():
-        return PACKAGED_MODEL
+    packaged = packaged_model(band_names)
+    if packaged is not None:
+        return packaged
     raise SitewatchError(
-        f"no trained change model: train one with `sitewatch train <dataset> --layout oscd "
-        f"--out <dir>` and set {MODEL_ENV}=<dir>/model.pt")
+        f"no trained change model for bands {', '.join(band_names) or '(none)'}: train one "
+        f"with `sitewatch train <dataset> --layout oscd --out <dir>` and set "
+        f"{MODEL_ENV}=<dir>/model.pt")
 
 
 def checkpoint(network: SiameseUNet, bands: Sequence[str], mean: np.ndarray, std: np.ndarray,
@@ -297,13 +316,17 @@ def predict_probability(network: SiameseUNet, before: np.ndarray, after: np.ndar
 
 @register("learned")
 def learned(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names: Sequence[str],
-            pixel_size_m: float) -> ChangeResult:
+            pixel_size_m: float, *, weights: str | Path | None = None) -> ChangeResult:
     """Change probability from a trained FC-Siam-diff network (:mod:`sitewatch.learn.model`).
 
     score = probability of change (0..1), NaN where masked; change where it exceeds the
-    threshold stored with the weights (chosen on the validation data at training time).
+    threshold stored with the weights (chosen on the validation data at training time). A pair
+    whose ``pixel_size_m`` (metres) differs from the model's by more than
+    :data:`PIXEL_SIZE_TOLERANCE` is predicted at the model's pixel size
+    (:func:`predict_resampled`). ``weights`` names the weights file (default:
+    :func:`model_path`).
     """
-    model = load_model(model_path())
+    model = load_model(weights or model_path(band_names))
     missing = [b for b in model.bands if b not in band_names]
     if missing:
         raise SitewatchError(f"the change model needs bands {', '.join(model.bands)}; the stack "
@@ -311,9 +334,7 @@ def learned(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
                              model.path)
     index = [list(band_names).index(b) for b in model.bands]
     usable = valid & np.isfinite(before[index]).all(axis=0) & np.isfinite(after[index]).all(axis=0)
-    mean, std = input_statistics(model, before[index], after[index], usable)
-    probability = predict_probability(model.network, before[index], after[index], usable,
-                                      mean=mean, std=std, tta=model.tta)
+    probability = predict_resampled(model, before[index], after[index], usable, pixel_size_m)
     score = np.where(usable, probability, np.nan).astype(np.float32)
     return ChangeResult(score=score, change=binary_map(score, usable, model.threshold),
                         threshold=model.threshold, method="learned",
@@ -323,6 +344,29 @@ def learned(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
                                     "normalise": model.normalise,
                                     "model_pixel_size_m": model.pixel_size_m,
                                     "pixel_size_m": float(pixel_size_m)})
+
+
+def predict_resampled(model: TrainedModel, before: np.ndarray, after: np.ndarray,
+                      usable: np.ndarray, pixel_size_m: float) -> np.ndarray:
+    """Change probability (rows, cols) of a pair of the model's bands with pixels of
+    ``pixel_size_m`` metres: predicted on the model's pixel size when the two differ by more
+    than :data:`PIXEL_SIZE_TOLERANCE` (images bilinear, area-averaged first when coarsening),
+    the probability brought back bilinearly."""
+    scale = float(pixel_size_m) / model.pixel_size_m
+    if 1 / PIXEL_SIZE_TOLERANCE <= scale <= PIXEL_SIZE_TOLERANCE:
+        mean, std = input_statistics(model, before, after, usable)
+        return predict_probability(model.network, before, after, usable, mean=mean, std=std,
+                                   tta=model.tta)
+    shape = tuple(max(1, round(n * scale)) for n in usable.shape)
+    images = [skimage.transform.resize(np.where(usable, x, np.nan), (len(x), *shape), order=1,
+                                       anti_aliasing=scale < 1, preserve_range=True)
+              .astype(np.float32) for x in (before, after)]
+    coarse_usable = np.isfinite(images[0]).all(axis=0) & np.isfinite(images[1]).all(axis=0)
+    mean, std = input_statistics(model, images[0], images[1], coarse_usable)
+    probability = predict_probability(model.network, images[0], images[1], coarse_usable,
+                                      mean=mean, std=std, tta=model.tta)
+    return skimage.transform.resize(probability, usable.shape, order=1,
+                                    preserve_range=True).astype(np.float32)
 
 
 def _band_indexes(src, bands: Sequence[str], path: Path) -> list[int]:
