@@ -169,6 +169,25 @@ def test_patches_are_balanced_and_augmented_consistently(levir_dir):
     assert np.all(differs <= (truth == 1))
 
 
+def test_source_balance_gives_every_dataset_the_same_share_of_patches():
+    def flat(value, size, source):
+        image = np.full((3, size, size), value, np.float32)
+        return ChangePair(source, image, image, np.zeros((size, size), np.int8),
+                          ["red", "green", "blue"], 1.0, source)
+
+    pairs = [flat(0.1, 128, "large"), flat(0.9, 16, "small")]
+    shares = {}
+    for balance in ("pixels", "source"):
+        sampler = PatchSampler(pairs, 16, seed=0, max_shift=0, gain_jitter=0, offset_jitter=0,
+                               balance=balance)
+        before, _, _ = sampler.sample(400)
+        shares[balance] = float(np.mean(before[:, 0, 8, 8] > 0.5))
+    assert shares["pixels"] < 0.05  # 256 / 16640 of the pixels
+    assert 0.4 < shares["source"] < 0.6
+    with pytest.raises(SitewatchError, match="unknown balance"):
+        PatchSampler(pairs, 16, seed=0, balance="cities")
+
+
 def test_hard_patches_centre_on_the_pixels_with_the_largest_loss(levir_dir):
     pairs = read_levir(levir_dir)[:2]
     sampler = PatchSampler(pairs, 16, seed=0, change_fraction=0.0, hard_fraction=1.0,

@@ -49,6 +49,8 @@ SENTINEL2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A"
 RGB_BANDS = ("red", "green", "blue")
 #: Supported dataset layouts.
 LAYOUTS = ("oscd", "levir", "sztaki", "xbd")
+#: How the patch sampler weighs pairs (see :class:`PatchSampler`).
+BALANCES = ("pixels", "source")
 #: xBD damage classes that count as change (the building is gone or its roof is).
 XBD_CHANGED = ("destroyed", "major-damage")
 #: xBD damage classes that count as no change.
@@ -73,6 +75,9 @@ class ChangePair:
         Band names, one per band of ``before``/``after``.
     pixel_size_m
         Nominal pixel size (metres).
+    source
+        The dataset the pair comes from (``"levir"``, ``"sztaki"``...); with
+        ``balance="source"`` the patch sampler gives every source the same share of patches.
     """
 
     name: str
@@ -81,6 +86,7 @@ class ChangePair:
     truth: np.ndarray
     bands: list[str]
     pixel_size_m: float
+    source: str = ""
 
     @property
     def usable(self) -> np.ndarray:
@@ -152,7 +158,7 @@ def read_oscd_city(city_dir: str | Path, bands: Sequence[str] | None = None) -> 
         raise SitewatchError(f"change map is {labels.shape[0]}x{labels.shape[1]} pixels but "
                              f"imgs_1 B02 is {shape[0]}x{shape[1]}", label_path)
     truth = np.where(labels == 2, 1, np.where(labels == 1, 0, -1)).astype(np.int8)
-    return ChangePair(city_dir.name, dates[0], dates[1], truth, bands, pixel_size_m)
+    return ChangePair(city_dir.name, dates[0], dates[1], truth, bands, pixel_size_m, "oscd")
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -182,7 +188,8 @@ def read_levir(root: str | Path, bands: Sequence[str] | None = None) -> list[Cha
                           stacklevel=2)
             continue
         truth = (label > 127).astype(np.int8)
-        pairs.append(ChangePair(before_path.stem, before[index], after[index], truth, bands, 0.5))
+        pairs.append(ChangePair(before_path.stem, before[index], after[index], truth, bands, 0.5,
+                                "levir"))
     if not pairs:
         raise SitewatchError("no usable LEVIR pair (expected A/, B/ and label/ PNGs)", root)
     return pairs
@@ -210,7 +217,7 @@ def read_sztaki(root: str | Path, bands: Sequence[str] | None = None) -> list[Ch
         if after.shape != before.shape or label.shape != before.shape[1:]:
             raise SitewatchError("im1, im2 and gt differ in size", folder)
         pairs.append(ChangePair(folder.name, before[index], after[index],
-                                (label > 127).astype(np.int8), bands, 1.5))
+                                (label > 127).astype(np.int8), bands, 1.5, "sztaki"))
     if not pairs:
         raise SitewatchError("no SZTAKI pair (expected <site>/im1.png, im2.png, gt.png)", root)
     return pairs
@@ -254,7 +261,7 @@ def read_xbd(root: str | Path, bands: Sequence[str] | None = None) -> list[Chang
         if after.shape != before.shape:
             raise SitewatchError("pre and post images differ in size", root / "images" / tile)
         truth = rasterise_buildings(xbd_buildings(labels), before.shape[1:])
-        pairs.append(ChangePair(tile, before[index], after[index], truth, bands, 0.5))
+        pairs.append(ChangePair(tile, before[index], after[index], truth, bands, 0.5, "xbd"))
     if not pairs:
         raise SitewatchError("no xBD tile (expected labels/<tile>_post_disaster.json)", root)
     return pairs
@@ -275,7 +282,7 @@ def resample(pair: ChangePair, pixel_size_m: float) -> ChangePair:
     truth = skimage.transform.resize(pair.truth, shape, order=0, preserve_range=True,
                                      anti_aliasing=False).astype(np.int8)
     return ChangePair(pair.name, image(pair.before), image(pair.after), truth, pair.bands,
-                      float(pixel_size_m))
+                      float(pixel_size_m), pair.source)
 
 
 class PatchSampler:
@@ -297,7 +304,10 @@ class PatchSampler:
     ----------
     pairs
         Training pairs, all with the same bands; patches are drawn from pairs in proportion to
-        their usable pixels.
+        their usable pixels, or with ``balance="source"`` in proportion to their usable pixels
+        within their source (:attr:`ChangePair.source`), every source getting the same share:
+        datasets of different sizes label change differently (LEVIR-CD buildings only, SZTAKI
+        plough-land and groundwork too), and the largest must not decide alone what change is.
     patch
         Patch side (pixels). Pairs smaller than ``patch + 2 * max_shift`` are edge-padded.
     seed
@@ -309,7 +319,11 @@ class PatchSampler:
 
     def __init__(self, pairs: Sequence[ChangePair], patch: int, seed: int, *,
                  change_fraction: float = 0.5, hard_fraction: float = 0.0,
-                 gain_jitter: float = 0.05, offset_jitter: float = 0.01, max_shift: int = 1):
+                 gain_jitter: float = 0.05, offset_jitter: float = 0.01, max_shift: int = 1,
+                 balance: str = "pixels"):
+        if balance not in BALANCES:
+            raise SitewatchError(f"unknown balance {balance!r}; use one of "
+                                 f"{', '.join(BALANCES)}")
         if change_fraction < 0 or hard_fraction < 0 or change_fraction + hard_fraction > 1:
             raise SitewatchError(f"patch fractions must be >= 0 and sum to at most 1 (change "
                                  f"{change_fraction}, hard {hard_fraction})")
@@ -330,10 +344,15 @@ class PatchSampler:
             self._usable.append(np.flatnonzero(usable))
             self._changed.append(np.flatnonzero(usable & (pair.truth == 1)))
             weights.append(usable.sum())
-        total = float(np.sum(weights))
-        if total == 0:
+        weights = np.asarray(weights, float)
+        if weights.sum() == 0:
             raise SitewatchError("the training pairs have no labelled, usable pixel")
-        self._weights = np.asarray(weights, float) / total
+        if balance == "source":
+            sources = np.array([pair.source for pair in pairs])
+            for source in set(sources):
+                of_source = sources == source
+                weights[of_source] /= max(1.0, weights[of_source].sum())
+        self._weights = weights / weights.sum()
         self._shapes = [pair.truth.shape for pair in pairs]
         self._margin = margin
 

@@ -123,7 +123,7 @@ def date_standardised(pair: ChangePair) -> ChangePair:
     for image in (pair.before, pair.after):
         mean, std = image_statistics(image, usable)
         images.append((image - mean[:, None, None]) / std[:, None, None])
-    return ChangePair(pair.name, *images, pair.truth, pair.bands, pair.pixel_size_m)
+    return ChangePair(pair.name, *images, pair.truth, pair.bands, pair.pixel_size_m, pair.source)
 
 
 def _validation_probabilities(network, pairs, mean, std, recipe) -> list[tuple[np.ndarray,
@@ -212,6 +212,9 @@ class Recipe:
     normalise
         Input standardisation, one of :data:`sitewatch.learn.infer.NORMALISATIONS` (stored
         with the weights). With ``"date"`` the jitter offsets are in standard deviations.
+    balance
+        How patches are shared among the training pairs, one of
+        :data:`sitewatch.learn.data.BALANCES` (see :class:`sitewatch.learn.data.PatchSampler`).
     seed
         Seed of every random choice (patch sampling, augmentation, weight initialisation).
     """
@@ -231,6 +234,7 @@ class Recipe:
     max_shift: int = 1
     tta: bool = False
     normalise: str = "date"
+    balance: str = "pixels"
     seed: int = 0
 
 
@@ -320,7 +324,8 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
     sampler = PatchSampler(train_pairs, recipe.patch, recipe.seed,
                            change_fraction=recipe.change_fraction,
                            hard_fraction=recipe.hard_fraction, gain_jitter=recipe.gain_jitter,
-                           offset_jitter=recipe.offset_jitter, max_shift=recipe.max_shift)
+                           offset_jitter=recipe.offset_jitter, max_shift=recipe.max_shift,
+                           balance=recipe.balance)
     steps_per_epoch = recipe.steps_per_epoch
     if steps_per_epoch is None:
         pixels = sum(int(p.usable.sum()) for p in train_pairs)
