@@ -252,6 +252,14 @@ def test_csv_rows_with_wkt(exported):
     assert shapely.from_wkt(rows[1]["wkt"]).equals(FOOTPRINT_B)
 
 
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted():
+    assert exports._csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert exports._csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert exports._csv_cell("+1") == "'+1" and exports._csv_cell("-cmd") == "'-cmd"
+    assert exports._csv_cell(-5.2) == "-5.2"  # numbers stay numbers
+    assert exports._csv_cell("Gate 3") == "Gate 3" and exports._csv_cell(None) == ""
+
+
 def test_aoi_keeps_its_sites_and_their_events(workspace, tmp_path):
     path = export(workspace, tmp_path / "b.gpkg", aoi="aoi-b")
     assert _read_layer(path, "sites")["site_id"] == ["aoi-b-001"]

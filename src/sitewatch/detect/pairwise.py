@@ -240,16 +240,21 @@ VHR_MAX_PIXEL_M = 5.0
 MIN_AREA_M2, VHR_MIN_AREA_M2 = 300.0, 50.0
 
 
+def is_vhr_rgb(band_names: Sequence[str], pixel_size_m: float) -> bool:
+    """Whether imagery is what the learned RGB model reads: red, green and blue but no
+    near-infrared band, pixels of :data:`VHR_MAX_PIXEL_M` metres or finer."""
+    roles = band_roles(band_names)
+    return ("nir" not in roles and {"red", "green", "blue"} <= set(roles)
+            and 0 < pixel_size_m <= VHR_MAX_PIXEL_M)
+
+
 def learned_rgb_weights(band_names: Sequence[str], pixel_size_m: float) -> Path | None:
     """The shipped weights of the learned RGB change model if :func:`default` should use them:
-    imagery with red, green and blue but no near-infrared band, pixels of
-    :data:`VHR_MAX_PIXEL_M` metres or finer, PyTorch installed (the ``ml`` extra) and the
-    weights in the package. None otherwise."""
+    :func:`is_vhr_rgb` imagery, PyTorch installed (the ``ml`` extra) and the weights in the
+    package. None otherwise."""
+    if not is_vhr_rgb(band_names, pixel_size_m):
+        return None
     roles = band_roles(band_names)
-    if "nir" in roles or not {"red", "green", "blue"} <= set(roles):
-        return None
-    if not 0 < pixel_size_m <= VHR_MAX_PIXEL_M:
-        return None
     try:  # the learned model is a plug-in of this stage: found at run time, not imported
         infer = importlib.import_module("sitewatch.learn.infer")
     except ModuleNotFoundError as error:
@@ -361,6 +366,7 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
                                 VHR_MIN_AREA_M2 if min_area_m2 is None else min_area_m2,
                                 kind_cut)
     min_area_m2 = MIN_AREA_M2 if min_area_m2 is None else min_area_m2
+    without_model = learned_vhr and is_vhr_rgb(band_names, pixel_size_m)
     usable = _usable(before, after, valid)
     names = list(band_names)
     chi2, fits = _irmad_chi2(before, after, usable, max_samples, seed)
@@ -399,4 +405,15 @@ def default(before: np.ndarray, after: np.ndarray, valid: np.ndarray, band_names
                     "indices": index_formulas(band_names),
                     "standardisation": "robust z (median, 1.4826 MAD)", "fits": fits},
         kinds=change_kinds(z_index, change == 1, kind_cut),
-        diagnostics=nochange.diagnose(detected, usable, null, threshold))
+        diagnostics=_without_model_warning(nochange.diagnose(detected, usable, null, threshold),
+                                           without_model))
+
+
+def _without_model_warning(diagnostics: dict, without_model: bool) -> dict:
+    """``diagnostics`` with a warning that VHR RGB imagery was read without its learned model."""
+    if without_model:
+        diagnostics["warnings"].append(
+            "very-high-resolution RGB imagery read on classic evidence: the learned RGB change "
+            "model needs PyTorch (pip install 'sitewatch[ml]'); on such imagery classic "
+            "evidence scores near the all-change floor (bench/vhr.py)")
+    return diagnostics

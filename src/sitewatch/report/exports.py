@@ -345,7 +345,21 @@ def _write_csv(content: _Content, path: Path) -> None:
             geometry = _lonlat(site["geom"])
             wkt = "" if geometry is None else shapely.to_wkt(geometry,
                                                              rounding_precision=_DECIMALS)
-            writer.writerow([*(_text(record[name]) for name in names), wkt])
+            writer.writerow([*(_csv_cell(record[name]) for name in names), wkt])
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    """:func:`_text`, with text that a spreadsheet would run as a formula (an analyst's note or
+    a place name such as ``=HYPERLINK(...)``) quoted by a leading apostrophe; numbers are
+    left as they are."""
+    text = _text(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def _text(value: Any) -> str:
