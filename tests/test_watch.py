@@ -123,3 +123,36 @@ def test_running_again_ingests_nothing_runs_nothing_and_keeps_analyst_records(wa
         assert [r["run_id"] for r in runs] == [first.aois[0].sites.run_id]
         assert ws.count("sites") == len(first.aois[0].sites.sites)
         assert [n["text"] for n in ws.rows("notes")] == ["seen by analyst"]
+
+
+def test_a_run_killed_before_its_pairwise_detection_is_finished_by_the_next(tmp_path):
+    from sitewatch.simulate import simulate
+
+    result = simulate(tmp_path / "imagery", sensor="s2", seed=4, n_dates=6, size_m=(1200, 1000))
+    aoi = next(f for f in json.loads(result.truth_path.read_text())["features"]
+               if f["properties"]["role"] == "aoi")
+    path = tmp_path / "watch.toml"
+    path.write_text(textwrap.dedent(f"""
+        workspace = "ws"
+        [imagery]
+        sources = ["imagery/catalog.json"]
+        [[aoi]]
+        name = "a"
+        bbox = {list(shapely.geometry.shape(aoi["geometry"]).bounds)}
+        methods = ["default", "timeseries"]
+    """), encoding="utf-8")
+    run_watch(path)
+
+    def default_runs(ws):
+        return [r["run_id"] for r in ws.rows("runs", "stage = 'detect'")
+                if r["parameters"].get("method") == "default"]
+
+    with Workspace.open(tmp_path / "ws") as ws, ws.transaction() as txn:
+        (killed,) = default_runs(ws)
+        txn.delete("runs", "run_id = ?", (killed,))  # as if killed after the sites commit
+    resumed = run_watch(path)
+    assert not resumed.aois[0].up_to_date
+    assert [d.method for d in resumed.aois[0].detections] == ["default", "timeseries"]
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert len(default_runs(ws)) == 1
+    assert run_watch(path).aois[0].up_to_date

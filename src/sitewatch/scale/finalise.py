@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +52,18 @@ def detect_run_id(key: str) -> str:
     return f"detect-{key[:12]}"
 
 
-def is_current(ws: Workspace, plan_key: str) -> bool:
-    """Whether the sites of the run ``plan_key`` are already stored (nothing new to do)."""
+def is_current(ws: Workspace, plan_key: str, methods: Sequence[str] = ()) -> bool:
+    """Whether all the work of the run ``plan_key`` is already stored (nothing new to do): its
+    sites, and a detection by each of the pairwise ``methods`` on its stack. A run killed after
+    its sites were stored but before a detection is therefore not current, and is finished by
+    the next run."""
     stack_run = stack_run_id(plan_key)
-    return any(r["inputs"].get("stack_run") == stack_run
-               for r in ws.rows("runs", "stage = 'sites'"))
+    if not any(r["inputs"].get("stack_run") == stack_run
+               for r in ws.rows("runs", "stage = 'sites'")):
+        return False
+    detected = {r["parameters"].get("method") for r in ws.rows("runs", "stage = 'detect'")
+                if r["inputs"].get("stack_run") == stack_run}
+    return all(method in detected for method in methods if method != TIMESERIES)
 
 
 def finalise(ws: Workspace, plan: StackPlan, tiles: list[Tile], run_dir: Path, started: str,

@@ -147,7 +147,7 @@ def run_jobs(jobs: Sequence[AOIJob], *, tile_px: int = TILE_PX, overlap_px: int 
         with Workspace.open(job.workspace) as ws:
             job.selection = select_aoi(ws, job.aoi, job.options, {**tiling,
                                        "min_area_m2": job.min_area_m2})
-            job.up_to_date = is_current(ws, job.selection.key)
+            job.up_to_date = is_current(ws, job.selection.key, job.methods)
         if job.up_to_date:
             say(f"{job.aoi.name}: no new scenes since the last run; sites unchanged")
     todo = [job for job in jobs if not job.up_to_date]
