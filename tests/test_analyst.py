@@ -311,6 +311,18 @@ def test_reimport_does_not_duplicate_and_updates_changed_records(ws, tmp_path):
     assert len(assessments) == 2 and "A police compound" in [a["judgement"] for a in assessments]
 
 
+def test_csv_export_quotes_formula_text_and_reads_it_back_as_written(ws, tmp_path):
+    add_note(ws, "=HYPERLINK(\"http://evil\",\"click\")", subject="aoi-001")
+    path = tmp_path / "analyst.csv"
+    export_analyst(ws, path)
+    (row,) = [r for r in csv.DictReader(path.open(newline="")) if r["record"] == "note"]
+    assert row["text"] == "'=HYPERLINK(\"http://evil\",\"click\")"
+    target = tmp_path / "b"
+    _make_workspace(target)
+    import_analyst(target, path)
+    assert [n["text"] for n in list_notes(target)] == ["=HYPERLINK(\"http://evil\",\"click\")"]
+
+
 def test_records_without_ids_are_recognised_on_reimport(ws, tmp_path):
     path = tmp_path / "by-hand.csv"
     path.write_text("record,site_id,judgement,confidence,assessed,occurred,kind,lon,lat\n"

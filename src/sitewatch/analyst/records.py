@@ -44,6 +44,7 @@ from typing import Any
 from shapely.geometry import Point
 
 from sitewatch.analyst.confidence import Confidence, parse_confidence, parse_credibility
+from sitewatch.csvcells import read_cell, safe_cell
 from sitewatch.errors import SitewatchError
 from sitewatch.geojson import read_geojson
 from sitewatch.store import Workspace
@@ -580,8 +581,8 @@ def _csv_text(records: Mapping[str, list[dict]]) -> str:
     for kind in RECORD_KINDS:
         for row in records[kind]:
             values = {"record": kind, "origin": ORIGIN, **row}
-            writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v
-                             for k, v in values.items()})
+            writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float)
+                             else safe_cell(v) for k, v in values.items()})
     return buffer.getvalue()
 
 
@@ -669,7 +670,7 @@ def _csv_entries(path: Path) -> list[tuple[str, str, dict]]:
         where = f"row {number}"
         if None in row:
             raise SitewatchError(f"{where} has more cells than the header", path)
-        fields = {k: v for k, v in row.items() if v not in ("", None)}
+        fields = {k: read_cell(v) for k, v in row.items() if v not in ("", None)}
         kind = fields.pop("record", None)
         entries.append((where, kind, fields))
     return entries

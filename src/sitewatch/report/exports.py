@@ -63,6 +63,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from sitewatch.csvcells import safe_cell
 from sitewatch.errors import SitewatchError
 from sitewatch.store import Workspace
 
@@ -348,18 +349,10 @@ def _write_csv(content: _Content, path: Path) -> None:
             writer.writerow([*(_csv_cell(record[name]) for name in names), wkt])
 
 
-#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _csv_cell(value: Any) -> str:
-    """:func:`_text`, with text that a spreadsheet would run as a formula (an analyst's note or
-    a place name such as ``=HYPERLINK(...)``) quoted by a leading apostrophe; numbers are
-    left as they are."""
-    text = _text(value)
-    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
+    """:func:`_text`, with text that a spreadsheet would run as a formula quoted
+    (:func:`sitewatch.csvcells.safe_cell`); numbers are left as they are."""
+    return _text(safe_cell(value))
 
 
 def _text(value: Any) -> str:
