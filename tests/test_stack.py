@@ -199,3 +199,10 @@ def test_a_place_aoi_needs_a_finite_positive_radius(tmp_path, radius):
     with Workspace.open(tmp_path / "ws", create=True) as ws:
         with pytest.raises(SitewatchError, match="AOI radius"):
             from_place(ws, "anywhere", radius)
+
+
+def test_an_aoi_and_a_place_together_are_refused(tmp_path):
+    """Issue 21: --place used to win silently over --aoi."""
+    Workspace.open(tmp_path / "ws", create=True).close()
+    with pytest.raises(SitewatchError, match="either --aoi or --place"):
+        sitewatch.stack(tmp_path / "ws", aoi="40.9,34.3,40.95,34.35", place="Checkpoint 7")

@@ -82,6 +82,8 @@ def stack(workspace: PathLike, *, aoi: str | os.PathLike | None = None,
 
     epsg = _parse_epsg(crs)
     with Workspace.open(workspace) as ws:
+        if place is not None and aoi is not None:
+            raise SitewatchError("give either --aoi or --place, not both")
         if place is not None:
             region = from_place(ws, place, radius_m, name)
         elif aoi is None:
