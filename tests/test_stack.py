@@ -1,4 +1,6 @@
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -206,3 +208,13 @@ def test_an_aoi_and_a_place_together_are_refused(tmp_path):
     Workspace.open(tmp_path / "ws", create=True).close()
     with pytest.raises(SitewatchError, match="either --aoi or --place"):
         sitewatch.stack(tmp_path / "ws", aoi="40.9,34.3,40.95,34.35", place="Checkpoint 7")
+
+
+def test_a_self_intersecting_aoi_is_refused_with_the_reason(tmp_path):
+    """Issue 21: a bow-tie AOI used to be stored invalid without a word."""
+    path = tmp_path / "bowtie.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[40.0, 34.0], [40.1, 34.1], [40.1, 34.0], [40.0, 34.1], [40.0, 34.0]]]}))
+    with pytest.raises(SitewatchError, match="Self-intersection") as caught:
+        from_geojson(path)
+    assert str(path) in str(caught.value)

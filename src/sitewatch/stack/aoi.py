@@ -60,6 +60,11 @@ def from_geojson(path: str | Path, name: str | None = None) -> AOI:
     polygons = [g for g in geometries if g.geom_type in ("Polygon", "MultiPolygon")]
     if not polygons:
         raise SitewatchError("holds no Polygon or MultiPolygon geometry", path)
+    for number, candidate in enumerate(polygons, start=1):
+        if not candidate.is_valid:
+            raise SitewatchError(f"AOI polygon {number} is not a valid polygon "
+                                 f"({shapely.is_valid_reason(candidate)}); fix it first, e.g. "
+                                 "with QGIS 'Fix geometries'", path)
     polygon = shapely.union_all(polygons)
     crs_name = (document.get("crs") or {}).get("properties", {}).get("name")
     if crs_name:
