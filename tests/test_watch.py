@@ -50,6 +50,9 @@ def test_a_minimal_watch_file_resolves_paths_against_its_folder(tmp_path):
     (lambda t: t + '[[reference.places]]\nname = "x"\nlon = 200\nlat = 0\n',
      "reference.places[1]"),
     (lambda t: t.replace('workspace = "ws"', 'workspace = "ws"\n[oops'), "not valid TOML"),
+    (lambda t: t + 'methods = ["default", "magic"]\n', "unknown method(s) magic"),
+    (lambda t: t + 'epsg = 99999\n', "EPSG:99999 is not a known CRS"),
+    (lambda t: t + 'normalisation = "gamma"\n', "'gamma' is not one of irmad"),
 ])
 def test_mistakes_name_the_file_and_the_key(tmp_path, edit, message):
     path = _write(tmp_path, edit(MINIMAL))

@@ -54,7 +54,13 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from sitewatch.detect import TIMESERIES, pairwise_methods
+from sitewatch.detect.run import LEARNED
 from sitewatch.errors import SitewatchError
+from sitewatch.stack.build import COREGISTRATION_METHODS, NORMALISATION_METHODS
 
 #: Keys a watch file may hold, per table ("" = top level).
 KEYS = {
@@ -344,6 +350,22 @@ def _aoi(check: _Checker, base: Path, table: Any, number: int) -> AOISpec:
         bbox = (west, south, east, north)
     geojson = check.string(table, "geojson", where)
     methods = tuple(check.strings(table, "methods", where)) or DEFAULT_METHODS
+    known = sorted({*pairwise_methods(), LEARNED, TIMESERIES})
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise check.fail(_at(where, "methods"), f"unknown method(s) {', '.join(unknown)}; "
+                                                f"choose from {', '.join(known)}")
+    epsg = None if table.get("epsg") is None else int(check.number(table, "epsg", where))
+    if epsg is not None:
+        try:
+            CRS.from_epsg(epsg)
+        except CRSError:
+            raise check.fail(_at(where, "epsg"), f"EPSG:{epsg} is not a known CRS") from None
+    for key, choices in (("coregistration", COREGISTRATION_METHODS),
+                         ("normalisation", NORMALISATION_METHODS)):
+        value = check.string(table, key, where)
+        if value is not None and value not in choices:
+            raise check.fail(_at(where, key), f"{value!r} is not one of {', '.join(choices)}")
     return AOISpec(
         name=name,
         bbox=bbox,
@@ -352,7 +374,7 @@ def _aoi(check: _Checker, base: Path, table: Any, number: int) -> AOISpec:
         radius_m=check.number(table, "radius_m", where, positive=True) or 3000.0,
         sensor=check.string(table, "sensor", where),
         resolution=check.number(table, "resolution", where, positive=True),
-        epsg=None if table.get("epsg") is None else int(check.number(table, "epsg", where)),
+        epsg=epsg,
         coregistration=check.string(table, "coregistration", where) or "global",
         normalisation=check.string(table, "normalisation", where) or "irmad",
         methods=methods,
