@@ -218,3 +218,10 @@ def test_a_self_intersecting_aoi_is_refused_with_the_reason(tmp_path):
     with pytest.raises(SitewatchError, match="Self-intersection") as caught:
         from_geojson(path)
     assert str(path) in str(caught.value)
+
+
+def test_an_unknown_epsg_code_is_refused_before_anything_is_read(tmp_path):
+    """Issue 21: --crs EPSG:99999 gave a traceback."""
+    Workspace.open(tmp_path / "ws", create=True).close()
+    with pytest.raises(SitewatchError, match="EPSG:99999 is not a known CRS"):
+        sitewatch.stack(tmp_path / "ws", aoi="40.9,34.3,40.95,34.35", crs="EPSG:99999")

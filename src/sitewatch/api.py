@@ -304,11 +304,20 @@ def export(workspace: PathLike, target: PathLike, *, aoi: str | None = None,
 
 
 def _parse_epsg(crs: str | int | None) -> int | None:
-    if crs is None or isinstance(crs, int):
-        return crs
-    text = crs.upper().removeprefix("EPSG:")
+    """The EPSG code of ``--crs`` (``EPSG:<code>`` or a bare code), checked against PROJ's
+    registry before anything is read."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    if crs is None:
+        return None
+    text = str(crs).upper().removeprefix("EPSG:")
     if not text.isdigit():
         raise SitewatchError(f"--crs {crs!r} is not EPSG:<code>, e.g. EPSG:32637")
+    try:
+        CRS.from_epsg(int(text))
+    except CRSError:
+        raise SitewatchError(f"--crs {crs}: EPSG:{text} is not a known CRS") from None
     return int(text)
 
 
