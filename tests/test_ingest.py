@@ -354,3 +354,15 @@ def test_fifo_named_explicitly_is_a_clear_error(populated, tmp_path):
     os.mkfifo(tmp_path / "p.json")
     with _time_limit(10):
         _assert_refused(*populated, [tmp_path / "p.json"], "not a regular file or folder")
+
+
+def test_a_raster_off_the_earth_is_refused_and_nothing_is_stored(tmp_path):
+    """Issue 21: a raster whose latitude exceeds 90 degrees gave a NOT NULL traceback."""
+    folder = tmp_path / "imagery"
+    folder.mkdir()
+    write_geotiff(folder / "img_20200101.tif", np.ones((3, 10, 10), np.uint8), crs="EPSG:4326",
+                  transform=from_origin(40, 95, 0.01, 0.01))
+    with pytest.raises(SitewatchError, match="latitude up to 95.0 degrees") as caught:
+        sitewatch.ingest([folder], tmp_path / "ws")
+    assert "img_20200101.tif" in str(caught.value)
+    assert not (tmp_path / "ws" / "sitewatch.gpkg").exists()

@@ -114,8 +114,11 @@ def resolution_metres(crs: CRS, transform, width: int, height: int) -> float:
     return float(math.sqrt(dx * dy))
 
 
-def footprint_4326(crs: CRS, transform, width: int, height: int) -> Polygon:
-    """The raster's outline as a lon/lat polygon, edges densified before reprojection."""
+def footprint_4326(crs: CRS, transform, width: int, height: int,
+                   path: str | os.PathLike | None = None) -> Polygon:
+    """The raster's outline as a lon/lat polygon, edges densified before reprojection; a
+    georeference that puts any corner off the Earth (latitude beyond 90 degrees, or nowhere) is
+    the file's error, named with ``path``."""
     outline = box(0, 0, width, height).exterior
     steps = np.linspace(0.0, 1.0, 4 * (FOOTPRINT_EDGE_POINTS - 1) + 1)
     cols, rows = zip(*(outline.interpolate(s, normalized=True).coords[0] for s in steps),
@@ -123,6 +126,10 @@ def footprint_4326(crs: CRS, transform, width: int, height: int) -> Polygon:
     xs, ys = transform @ (np.asarray(cols), np.asarray(rows))
     to_wgs84 = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     lons, lats = to_wgs84.transform(xs, ys)
+    if not (np.isfinite(lons).all() and np.isfinite(lats).all() and np.abs(lats).max() <= 90):
+        reach = np.nanmax(np.abs(lats)) if np.isfinite(lats).any() else float("nan")
+        raise SitewatchError(f"its georeference puts it off the Earth (latitude up to "
+                             f"{reach:.1f} degrees); check its CRS and geotransform", path)
     return Polygon(zip(lons, lats, strict=True)).normalize()
 
 
@@ -171,7 +178,8 @@ def describe_file(
             bands=bands,
             crs_wkt=crs.to_wkt(),
             epsg=crs.to_epsg(),
-            footprint=footprint_4326(crs, dataset.transform, dataset.width, dataset.height),
+            footprint=footprint_4326(crs, dataset.transform, dataset.width, dataset.height,
+                                     path),
             nodata_fraction=nodata_fraction(dataset, nodata, path),
             driver=dataset.driver,
             properties=_metadata(dataset),
@@ -210,7 +218,8 @@ def describe_band_files(
     assert crs_seen is not None and finest is not None
     with open_raster(finest[1]) as dataset:
         band_nodata = dataset.nodata if dataset.nodata is not None else nodata
-        footprint = footprint_4326(crs_seen, dataset.transform, dataset.width, dataset.height)
+        footprint = footprint_4326(crs_seen, dataset.transform, dataset.width, dataset.height,
+                                   finest[1])
         fraction = nodata_fraction(dataset, band_nodata, finest[1])
         driver = dataset.driver
     return Scene(
