@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="folder for the fold weights (default: temp)")
     parser.add_argument("--final", type=Path, help="train on every pair into this folder")
     parser.add_argument("--skip-cv", action="store_true", help="only --final")
+    parser.add_argument("--cv-table", type=Path, help="with --skip-cv: the printed output of a "
+                        "cross-validation run of the same recipe, for the model card")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -203,6 +205,11 @@ def main() -> None:
     pairs = {"levir": quality.levir_pairs(), "sztaki": quality.sztaki_pairs(), "xbd": xbd}
     everything = [(p, source) for source, group in pairs.items() for p in group]
     tables = []
+    if args.skip_cv and args.cv_table:
+        printed = args.cv_table.read_text().splitlines()
+        tables.append("\n".join(line for line in printed if line.startswith(
+            ("levir ", "sztaki ", "xbd", "  ", "puerto-rico", "fold "))
+            and "Warning" not in line and "dataset = " not in line))
     with tempfile.TemporaryDirectory(prefix="sitewatch-vhr-") as tmp:
         out = args.out or Path(tmp)
         if not args.skip_cv:

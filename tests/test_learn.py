@@ -381,3 +381,26 @@ def test_date_normalisation_ignores_a_gain_and_offset_of_the_after_date(trained,
     plain = method(pair.before, pair.after, valid, ["red", "green", "blue"], 0.5)
     brighter = method(pair.before, 1.3 * pair.after + 0.05, valid, ["red", "green", "blue"], 0.5)
     np.testing.assert_allclose(plain.score, brighter.score, atol=1e-4)
+
+
+def test_the_shipped_vhr_weights_are_small_and_the_default_reads_rgb_with_them(data_dir,
+                                                                                 monkeypatch):
+    from sitewatch.learn import infer
+
+    monkeypatch.delenv("SITEWATCH_MODEL", raising=False)
+    path = infer.packaged_model(["red", "green", "blue"])
+    assert path is not None and path.stat().st_size < 3_000_000
+    assert path.with_suffix(".md").is_file()  # its model card, with the reproduce command
+    model = load_model(path, device="cpu")
+    assert model.bands == ["red", "green", "blue"] and model.pixel_size_m == 1.0
+    pair = read_levir(data_dir / "levir-cd-samples")[0]
+    valid = np.ones(pair.truth.shape, bool)
+    result = pairwise_methods()["default"](pair.before, pair.after, valid, pair.bands, 0.5)
+    assert result.parameters["evidence"] == ["learned RGB change model"]
+    # the same image twice, with sensor noise: (almost) nothing is called
+    rng = np.random.default_rng(0)
+    noisy = np.clip(pair.before + 0.01 * rng.standard_normal(pair.before.shape), 0, 1)
+    unchanged = pairwise_methods()["default"](pair.before, noisy.astype(np.float32), valid,
+                                              pair.bands, 0.5)
+    assert unchanged.diagnostics["called_fraction"] < 0.01
+    assert unchanged.diagnostics["warnings"] == []

@@ -40,7 +40,7 @@ from sitewatch.stack import Grid
 DAMAGED_SHARE = 0.5
 #: Building-level tp, fp, fn of the learned RGB model on held-out xBD Joplin tiles
 #: (``python bench/vhr.py``, the "xbd buildings" lines of the ``learned (CV)`` row).
-HELD_OUT_COUNTS = (0, 0, 0)
+HELD_OUT_COUNTS = (29, 10, 196)
 #: Standard normal quantile of the two-sided 90 % interval.
 _Z90 = 1.6448536269514722
 
