@@ -174,7 +174,8 @@ def test_default_on_rgb_vhr_adds_colour_and_finds_new_roofs():
     for box in roofs:
         truth[box] = True
     valid = np.ones(truth.shape, bool)
-    result = pairwise.default(before, after, valid, ["red", "green", "blue"], 0.5)
+    result = pairwise.default(before, after, valid, ["red", "green", "blue"], 0.5,
+                              learned_vhr=False)  # the classic evidence
     assert result.parameters["evidence"] == ["irmad_all_bands", "chroma_change"]
     for box in roofs:
         assert np.mean(result.change[box] == 1) > 0.9
