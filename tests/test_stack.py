@@ -225,3 +225,15 @@ def test_an_unknown_epsg_code_is_refused_before_anything_is_read(tmp_path):
     Workspace.open(tmp_path / "ws", create=True).close()
     with pytest.raises(SitewatchError, match="EPSG:99999 is not a known CRS"):
         sitewatch.stack(tmp_path / "ws", aoi="40.9,34.3,40.95,34.35", crs="EPSG:99999")
+
+
+def test_a_grid_whose_stack_cannot_fit_on_the_disk_is_refused_up_front(tmp_path, data_dir):
+    """Issue 21: --res 0.001 on a 500 m box started building a 470k x 450k px grid."""
+    city = data_dir / "oscd" / "bercy"
+    sitewatch.ingest([city / "imgs_1"], tmp_path / "ws")
+    aoi = from_geojson(city / "bercy.geojson")
+    box = shapely.box(*shapely.Point(aoi.polygon.centroid).buffer(0.003).bounds)
+    with pytest.raises(SitewatchError, match=r"px at 0.001 m: .* TB uncompressed") as caught:
+        build_stack(tmp_path / "ws", type(aoi)("tiny", box), resolution=0.001)
+    assert "use a coarser --res" in str(caught.value)
+    assert not list((tmp_path / "ws" / "rasters").glob("**/*.zarr"))

@@ -123,6 +123,7 @@ def build_stack(
         resolution = resolution or passes.auto_resolution(scenes, band_names)
         grid = grid_for(aoi.polygon, resolution, epsg)
         acquisitions = group_acquisitions(scenes)
+        check_grid_fits(grid, len(band_names), len(acquisitions), ws.root)
         run_id = f"stack-{uuid.uuid4().hex[:12]}"
         started = now_iso()
 
@@ -170,6 +171,32 @@ def build_stack(
             raise
         progress("Done", 1.0)
         return result
+
+
+def check_grid_fits(grid: Grid, n_bands: int, n_dates: int, folder: Path) -> None:
+    """Refuse, before anything is read, a grid whose stack could not be written to ``folder``'s
+    disk: even one date of it (float32 reflectance of every band, the least the stack writes,
+    before compression) would not fit in the free space. The message gives the grid's size in
+    pixels and the uncompressed bytes of the whole stack."""
+    pixels = grid.width * grid.height
+    one_date = pixels * n_bands * 4
+    free = shutil.disk_usage(folder).free
+    if one_date > free:
+        whole = one_date * n_dates + pixels * n_dates
+        raise SitewatchError(
+            f"the stack grid is {grid.width} x {grid.height} px at {grid.resolution:g} m: "
+            f"{_bytes(whole)} uncompressed for {n_dates} date(s) x {n_bands} band(s), and even "
+            f"one date ({_bytes(one_date)}) exceeds the {_bytes(free)} free on the workspace's "
+            "disk; use a coarser --res or a smaller AOI", folder)
+
+
+def _bytes(count: float) -> str:
+    """``count`` bytes in decimal units."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
 
 
 def _block_side(n_bands: int, memory_mb: int) -> int:
