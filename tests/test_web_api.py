@@ -204,6 +204,26 @@ def test_bad_events_notes_and_bodies_are_refused(client, site_ids):
     assert broken.status_code == 422 and "JSON" in broken.json()["detail"]
 
 
+def test_request_bodies_over_the_limit_are_refused_declared_or_streamed(client):
+    """Issue 21: the web server read request bodies of any size."""
+    from sitewatch.web.app import MAX_BODY_BYTES
+
+    big = b"x" * (MAX_BODY_BYTES + 1)
+    declared = client.post("/api/notes", content=big,
+                           headers={**AUTH, "Content-Type": "application/json"})
+    assert declared.status_code == 413 and "larger than" in declared.json()["detail"]
+
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65_536 + 2):
+            yield b"x" * 65_536
+
+    streamed = client.post("/api/notes", content=chunks(),
+                           headers={**AUTH, "Content-Type": "application/json"})
+    assert streamed.status_code == 413, streamed.text
+    assert client.post("/api/notes", json={"text": "small"}, headers=AUTH).status_code in (
+        200, 201)
+
+
 # -- who may write ----------------------------------------------------------------------------
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"},
                                      {"Authorization": f"Basic {TOKEN}"},

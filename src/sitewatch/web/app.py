@@ -146,6 +146,55 @@ class NoteIn(_Body):
     author: Short | None = None
 
 
+#: Largest request body the viewer reads (bytes): an assessment or a note of 10,000 characters
+#: is well under 100 kB.
+MAX_BODY_BYTES = 1_000_000
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body is larger than ``limit`` bytes gets 413, whether
+    it declares its size (Content-Length, refused before anything is read) or streams it
+    (chunked: answered once the limit is passed, and the app is told the client went away, so
+    it stops reading); memory per request stays bounded."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, int(limit)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received, refused = 0, False
+
+        async def counted():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}  # the app stops reading
+            return message
+
+        async def unless_refused(message):
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+    async def _refuse(self, send) -> None:
+        response = JSONResponse({"detail": f"request body larger than {self.limit} bytes"},
+                                status_code=413)
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
 def create_app(workspace: str | os.PathLike, *, token: str | None = None,
                allow_write: bool = False, report_dir: str | os.PathLike | None = None,
                allowed_hosts: Sequence[str] | None = None) -> FastAPI:
@@ -193,6 +242,7 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
 
     app = FastAPI(title="sitewatch viewer", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.state.token = token if writable else None
     app.state.writable = writable
     images = StackImages()
