@@ -366,3 +366,14 @@ def test_a_raster_off_the_earth_is_refused_and_nothing_is_stored(tmp_path):
         sitewatch.ingest([folder], tmp_path / "ws")
     assert "img_20200101.tif" in str(caught.value)
     assert not (tmp_path / "ws" / "sitewatch.gpkg").exists()
+
+
+def test_a_rotated_geotransform_gives_the_true_pixel_size():
+    """Issue 21: a raster rotated by 30 degrees reported 8.66 m instead of 10 m."""
+    from affine import Affine
+    from pyproj import CRS
+
+    from sitewatch.ingest.raster import resolution_metres
+
+    rotated = Affine.translation(500_000, 3_800_000) * Affine.rotation(30) * Affine.scale(10, -10)
+    assert resolution_metres(CRS.from_epsg(32637), rotated, 100, 100) == pytest.approx(10.0)

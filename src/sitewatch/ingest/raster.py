@@ -100,9 +100,10 @@ def resolution_metres(crs: CRS, transform, width: int, height: int) -> float:
 
     The geotransform's steps, measured geodesically at the raster centre if in degrees (a
     Sentinel-2 band resampled to EPSG:4326 has pixels taller than wide at mid latitudes; their
-    area still matches the 10 m original).
+    area still matches the 10 m original). A rotated geotransform's steps are the lengths of its
+    column and row vectors, not its diagonal terms.
     """
-    res_x, res_y = abs(transform.a), abs(transform.e)
+    res_x, res_y = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
     if crs.is_projected:
         unit = crs.axis_info[0].unit_conversion_factor
         return float(math.sqrt(res_x * res_y) * unit)
