@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +72,19 @@ def test_a_crs_member_naming_wgs84_is_accepted(tmp_path):
     with Workspace.open(tmp_path / "ws") as ws:
         (place,) = ws.rows("places")
     assert (place["geom"].x, place["geom"].y) == (40.97, 34.39)
+
+
+def test_features_that_are_neither_places_nor_borders_are_reported_not_dropped(tmp_path):
+    """Issue 21 follow-up: a Polygon feature in a places file vanished without a word."""
+    compound = {"type": "Feature", "properties": {"name": "Compound"}, "geometry": {
+        "type": "Polygon", "coordinates": [[[40.0, 34.0], [40.01, 34.0], [40.01, 34.01],
+                                            [40.0, 34.0]]]}}
+    path = tmp_path / "mixed.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection",
+                                "features": [_point("Gate", [40.97, 34.39]), compound]}))
+    report = sitewatch.import_places(path, tmp_path / "ws")
+    assert report.places == ["Gate"] and report.skipped == [(2, "Polygon")]
+    done = subprocess.run([sys.executable, "-m", "sitewatch", "places", "import", str(path),
+                           "-w", str(tmp_path / "ws")], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "left out feature 2 (Polygon)" in done.stderr

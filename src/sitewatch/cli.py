@@ -187,6 +187,10 @@ def places_import(
     """Import reference places and border lines from GeoJSON (same name replaces)."""
     report = api.import_places(geojson, workspace)
     out.print(f"{len(report.places)} place(s) and {len(report.borders)} border(s) imported")
+    if report.skipped:
+        left_out = ", ".join(f"feature {n} ({kind})" for n, kind in report.skipped)
+        console.print(f"warning: left out {left_out}: only Point places and LineString "
+                      "borders are read", style="bold red", markup=False)
 
 
 @places_app.command("list")

@@ -13,7 +13,7 @@ two places (or two borders) of one name refuse the whole file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sitewatch.errors import SitewatchError
@@ -27,10 +27,12 @@ _LAYER_OF = {"Point": ("places", "place"), "LineString": ("borders", "border")}
 
 @dataclass
 class PlacesReport:
-    """Names of the places and borders written by one import."""
+    """Names of the places and borders written by one import, and the features left out
+    (feature number and geometry type: only Points and LineStrings are places and borders)."""
 
     places: list[str]
     borders: list[str]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
 def import_places(
@@ -49,6 +51,7 @@ def import_place_features(
     path = Path(source)
     records: dict[str, list[dict]] = {"places": [], "borders": []}
     first_of_name: dict[tuple[str, str], int] = {}  # (layer, name) -> feature number
+    skipped = []
     for number, feature in enumerate(features, start=1):
         what = f"feature {number}"
         props = _properties(feature, what, path)
@@ -57,6 +60,7 @@ def import_place_features(
         if not name:
             raise SitewatchError(f"{what} has no 'name' property", path)
         if geometry.geom_type not in _LAYER_OF:
+            skipped.append((number, geometry.geom_type))
             continue
         layer, default_kind = _LAYER_OF[geometry.geom_type]
         if (layer, name) in first_of_name:
@@ -86,7 +90,7 @@ def import_place_features(
         if owns:
             ws.close()
     return PlacesReport([p["name"] for p in records["places"]],
-                        [b["name"] for b in records["borders"]])
+                        [b["name"] for b in records["borders"]], skipped)
 
 
 def _properties(feature: object, what: str, path: Path) -> dict:
