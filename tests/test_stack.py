@@ -237,3 +237,17 @@ def test_a_grid_whose_stack_cannot_fit_on_the_disk_is_refused_up_front(tmp_path,
         build_stack(tmp_path / "ws", type(aoi)("tiny", box), resolution=0.001)
     assert "use a coarser --res" in str(caught.value)
     assert not list((tmp_path / "ws" / "rasters").glob("**/*.zarr"))
+
+
+def test_a_deleted_stack_folder_gives_one_line_naming_it(tmp_path, data_dir):
+    """Issue 21: detect, track and report gave a FileNotFoundError traceback."""
+    import shutil
+
+    city = data_dir / "oscd" / "bercy"
+    sitewatch.ingest([city], tmp_path / "ws")
+    stack = build_stack(tmp_path / "ws", from_geojson(city / "bercy.geojson"))
+    shutil.rmtree(stack.path)
+    for command in (lambda: sitewatch.detect(tmp_path / "ws", "bercy"),
+                    lambda: sitewatch.track(tmp_path / "ws", "bercy")):
+        with pytest.raises(SitewatchError, match="stack recorded in the workspace is missing"):
+            command()

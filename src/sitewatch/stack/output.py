@@ -30,6 +30,7 @@ import xarray as xr
 import zarr
 from rasterio.windows import Window
 
+from sitewatch.errors import SitewatchError
 from sitewatch.stack.grid import Grid
 
 CHUNK = 512
@@ -102,6 +103,10 @@ def open_stack(path: str | Path, *, dask: bool = True) -> xr.Dataset:
     With ``dask`` the variables are dask arrays (computations over the whole stack run chunk
     by chunk); without, they are xarray's lazily indexed arrays, which read only the chunks a
     selection touches when its ``.values`` are asked for: a third of the time for the small
-    windows around sites."""
+    windows around sites. A stack whose folder is gone (deleted by hand) is the user's error,
+    named with its path and the command that rebuilds it."""
+    if not Path(path).is_dir():
+        raise SitewatchError("the stack recorded in the workspace is missing (its folder was "
+                             "moved or deleted); rebuild it with 'sitewatch stack'", path)
     backend = {} if dask else {"chunks": None}
     return xr.open_zarr(str(path), decode_coords="all", consolidated=True, **backend)
