@@ -3,6 +3,7 @@ import json
 import os
 import signal
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -377,3 +378,25 @@ def test_a_rotated_geotransform_gives_the_true_pixel_size():
 
     rotated = Affine.translation(500_000, 3_800_000) * Affine.rotation(30) * Affine.scale(10, -10)
     assert resolution_metres(CRS.from_epsg(32637), rotated, 100, 100) == pytest.approx(10.0)
+
+
+def test_a_stac_item_collection_is_ingested_with_relative_hrefs(tmp_path):
+    """Issue 21/22: a STAC ItemCollection (what an API search returns) gave a traceback."""
+    from sitewatch.simulate import simulate
+
+    simulate(tmp_path / "imagery", sensor="s2", seed=1, n_dates=6, size_m=(1000, 800))
+    collection = tmp_path / "imagery" / "items.json"
+    features = []
+    for item in pystac.read_file(str(tmp_path / "imagery" / "catalog.json")).get_items(
+            recursive=True):
+        record = item.to_dict(include_self_link=False, transform_hrefs=False)
+        for key, asset in record["assets"].items():
+            asset["href"] = str(Path(item.assets[key].get_absolute_href())
+                                .relative_to(collection.parent))
+        record["links"] = []
+        features.append(record)
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    first = sitewatch.ingest([collection], tmp_path / "ws")
+    assert len(first.scene_ids) == 6
+    again = sitewatch.ingest([collection], tmp_path / "ws")
+    assert again.added == [] and sorted(again.unchanged) == sorted(first.scene_ids)

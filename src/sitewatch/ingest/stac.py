@@ -19,6 +19,8 @@ from sitewatch.ingest.records import Scene
 from sitewatch.ingest.sensors import BandSpec
 
 _RASTER_MEDIA = ("image/tiff", "image/jp2", "application/x-hdf")
+#: Marks the items read from an ItemCollection file (see :func:`describe_item`).
+_IN_ITEM_COLLECTION = "sitewatch:in_item_collection"
 
 
 def is_stac_json(path: Path) -> bool:
@@ -34,7 +36,23 @@ def is_stac_json(path: Path) -> bool:
 
 
 def read_items(path: Path) -> list[pystac.Item]:
-    """All items of a catalog/collection (recursively), or the one item of an item file."""
+    """All items of a catalog/collection (recursively), the one item of an item file, or the
+    items of an ItemCollection (a GeoJSON FeatureCollection of items, as STAC API searches
+    return; their relative asset hrefs are read against the file's folder)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SitewatchError(f"not a readable STAC file ({exc}); check its JSON", path) from exc
+    if isinstance(document, dict) and document.get("type") == "FeatureCollection":
+        try:
+            items = list(pystac.ItemCollection.from_dict(document, preserve_dict=False))
+        except (pystac.STACError, KeyError, TypeError, ValueError) as exc:
+            raise SitewatchError(f"not a readable STAC ItemCollection ({exc})", path) from exc
+        for item in items:
+            item.extra_fields[_IN_ITEM_COLLECTION] = True
+            if item.get_self_href() is None:
+                item.set_self_href(str(path.resolve()))
+        return items
     try:
         stac_object = pystac.read_file(str(path))
     except (pystac.STACError, json.JSONDecodeError, KeyError, ValueError) as exc:
@@ -88,7 +106,9 @@ def describe_item(item: pystac.Item) -> Scene:
             specs = {k: specs.get(k) or sensors.SENTINEL2.get(k) for k in band_files}
         scene = raster.describe_band_files(item_path.parent, band_files, band_specs=specs,
                                            nodata=_nodata(sensor))
-    scene.source = str(item_path)
+    # the items of one ItemCollection share its file: their ids tell them apart
+    scene.source = (f"{item_path}#{item.id}" if item.extra_fields.get(_IN_ITEM_COLLECTION)
+                    else str(item_path))
     scene.files = sorted({*scene.files, str(item_path)})
     scene.acquired = item.datetime or item.common_metadata.start_datetime
     scene.date_source = "stac" if scene.acquired else None
