@@ -67,7 +67,7 @@ def learned_counts(weights: Path, pair: quality.Pair) -> np.ndarray:
     previous = os.environ.get(MODEL_ENV)
     os.environ[MODEL_ENV] = str(weights)
     try:
-        return quality.run("learned", pair)
+        return quality.run("learned", pair).counts
     finally:
         if previous is None:
             del os.environ[MODEL_ENV]
@@ -127,7 +127,7 @@ def error_lines(label: str, per_pair: list[np.ndarray], names: list[str]) -> str
 
 
 def classic_rows(pairs: list[quality.Pair], methods) -> dict[str, list[np.ndarray]]:
-    return {m: [quality.run(m, p) for p in pairs] for m in methods}
+    return {m: [quality.run(m, p).counts for p in pairs] for m in methods}
 
 
 def training_line(results: list[TrainResult], recipe: Recipe) -> str:

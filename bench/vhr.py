@@ -170,13 +170,17 @@ def folds(pairs: dict[str, list[quality.Pair]]) -> list[tuple[str, list[str]]]:
 
 
 def print_table(benchmark: str, rows: dict[str, list[np.ndarray]], names: list[str]) -> str:
-    lines = [f"{benchmark:<8} {'method':<14} {'P':>6} {'R':>6} {'F1':>6} {'worst':>6}  per pair"]
+    lines = [f"{benchmark:<8} {'method':<14} {'P':>6} {'R':>6} {'F1':>6} {'worst':>6} "
+             f"{'called/labelled':>15}  per pair"]
     for method, per_pair in rows.items():
-        precision, recall, f1, _ = quality.scores(np.sum(per_pair, axis=0))
+        pooled = np.sum(per_pair, axis=0)
+        precision, recall, f1, _ = quality.scores(pooled)
+        tp, fp, fn, _ = pooled
+        ratio = (tp + fp) / max(1, tp + fn)  # called over labelled change, pooled
         per = [quality.f1(c) for c in per_pair]
         cells = " ".join(f"{n[:10]}={f:.2f}" for n, f in zip(names, per, strict=True))
         lines.append(f"{benchmark:<8} {method:<14} {precision:6.3f} {recall:6.3f} {f1:6.3f} "
-                     f"{min(per):6.3f}  {cells}")
+                     f"{min(per):6.3f} {ratio:14.2f}x  {cells}")
     text = "\n".join(lines)
     print(text, flush=True)
     return text
