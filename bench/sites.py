@@ -49,13 +49,14 @@ DAMAGED = ("destroyed", "major-damage")
 CHANGE_PHASES = ("cleared", "under_construction", "destroyed", "demolished", "completed")
 #: Seeds of the randomised scenarios: development seeds to look at while changing the
 #: pipeline, evaluation seeds scored once, for the figures quoted.
-DEV_SEEDS = tuple(range(100, 110))
+DEV_SEEDS = tuple(range(100, 130))
 EVAL_SEEDS = tuple(range(1000, 1030))
 
 
 def run_seed(seed: int, sensor: str, work: Path, scenario: str = "border-compound") -> dict:
     """Simulate ``scenario`` with ``seed``, take it through ingest, stack and track, and score
-    the sites found against the truth (see the module docstring)."""
+    the sites found against the truth (see the module docstring). The found sites, each with
+    its observations and whether it is what its type says (``label``), are under ``"found"``."""
     size = (3000, 2400) if sensor == "s2" and scenario == "border-compound" else None
     result = simulate(work / "imagery", sensor=sensor, seed=seed, size_m=size,
                       scenario=scenario)
@@ -72,7 +73,17 @@ def run_seed(seed: int, sensor: str, work: Path, scenario: str = "border-compoun
               and shapely.geometry.shape(f["geometry"]).intersects(aoi)]
     scores = score_sites(found, inside, dates)
     scores["area_km2"] = _area_km2(aoi)
+    scores["found"] = [{"seed": seed, "sensor": sensor, "label": label,
+                        "site": _without_geometry(site)}
+                       for site, label in zip(found, scores.pop("labels"), strict=True)]
     return scores
+
+
+def _without_geometry(site: dict) -> dict:
+    row = {k: v for k, v in site.items() if k != "geometry"}
+    row["observations"] = [{k: v for k, v in o.items() if k != "geometry"}
+                           for o in site.get("observations", [])]
+    return row
 
 
 def _area_km2(lonlat_polygon) -> float:
@@ -90,7 +101,7 @@ def score_sites(found: list[dict], truth: list[dict], dates: list[str]) -> dict:
     """
     scores = {"tp": 0, "fn": 0, "fp": 0, "typed_tp": 0, "on_decoys": 0, "onset_days": [],
               "onset_steps": [], "length_err": [], "width_err": [], "sizes": [],
-              "phases": {}, "missed": []}
+              "phases": {}, "missed": [], "labels": [0] * len(found)}
     used = set()
     shapes = [shapely.geometry.shape(f["geometry"]) for f in found]
     for site in truth:
@@ -120,6 +131,7 @@ def score_sites(found: list[dict], truth: list[dict], dates: list[str]) -> dict:
         used.add(best)
         match = found[best]
         scores["typed_tp"] += match["change_type"] == props["type"]
+        scores["labels"][best] = int(match["change_type"] == props["type"])
         for phase in match["properties"]["phases"]:
             if phase["phase"] not in true_phases:
                 scores["phases"].setdefault(phase["phase"], [0, 0, 0])[2] += 1
@@ -187,6 +199,10 @@ def main() -> None:
                         help="the random scenarios' development or evaluation seeds")
     parser.add_argument("--sensor", default="s2", choices=("s2", "vhr"))
     parser.add_argument("--skip-xbd", action="store_true")
+    parser.add_argument("--found-out", type=Path,
+                        help="append each found site, its observations and its label (1 when "
+                             "it matches a true site of its type) to this JSON-lines file, the "
+                             "input of bench/calibrate.py")
     args = parser.parse_args()
     seeds = args.seeds or ([0, 1, 2] if args.scenario == "border-compound" else
                            list(DEV_SEEDS if args.split == "dev" else EVAL_SEEDS))
@@ -197,6 +213,10 @@ def main() -> None:
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             scores = run_seed(seed, args.sensor, Path(tmp), args.scenario)
+        found = scores.pop("found")
+        if args.found_out:
+            with args.found_out.open("a") as out:
+                out.writelines(json.dumps(record) + "\n" for record in found)
         print(f"seed {seed}: {scores['tp']} matched ({scores['typed_tp']} with the right type), "
               f"{scores['fn']} missed, {scores['fp']} false ({scores['on_decoys']} on decoys or "
               f"stable structures); onset error (acquisitions) {scores['onset_steps']}",
@@ -241,9 +261,12 @@ def summarise(scenario: str, sensor: str, seeds: list[int], total: dict) -> None
         big = sizes >= 50.0
         length, width = np.abs(total["length_err"]), np.abs(total["width_err"])
         within = (length[big] <= 0.15) & (width[big] <= 0.15)
+        signed_length, signed_width = np.array(total["length_err"]), np.array(total["width_err"])
         print(f"  matched sites of 50 m and more: {big.sum()}, length and width within 15 %: "
               f"{100 * np.mean(within) if big.any() else float('nan'):.0f} %; median |error| "
-              f"length {100 * np.median(length):.0f} %, width {100 * np.median(width):.0f} %")
+              f"length {100 * np.median(length):.0f} %, width {100 * np.median(width):.0f} %; "
+              f"median error length {100 * np.median(signed_length):+.0f} %, width "
+              f"{100 * np.median(signed_width):+.0f} %")
 
 
 if __name__ == "__main__":

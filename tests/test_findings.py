@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from sitewatch.analyst import findings
 from sitewatch.analyst.findings import (
     compass_words,
     duration_words,
@@ -52,7 +53,17 @@ def _observations(scores, phases=None):
 
 
 @pytest.fixture()
-def compound():
+def probability(monkeypatch):
+    """Set the calibrated probability the findings read for every scored site."""
+    def set_to(value):
+        monkeypatch.setattr(findings, "site_probability", lambda site, observations: (
+            value if any(o.get("score") is not None for o in observations) else None))
+    set_to(0.9)
+    return set_to
+
+
+@pytest.fixture()
+def compound(probability):
     phases = [_phase("cleared", "2019-03-01", "2019-02-15"),
               _phase("under_construction", "2019-03-15", "2019-03-01")]
     site = _site("new_construction", "under_construction", phases, length=270.4, width=164.6,
@@ -63,7 +74,7 @@ def compound():
 
 
 @pytest.fixture()
-def destroyed():
+def destroyed(probability):
     phases = [_phase("intact", "2018-05-01", None),
               _phase("destroyed", "2018-06-18", "2018-06-03"),
               _phase("flattened", "2018-07-03", "2018-06-18")]
@@ -93,7 +104,8 @@ def test_completed_construction_is_dated_by_months(compound):
     assert "Completed between 15 May and 15 June 2019." in text
 
 
-def test_destroyed_then_flattened_building(destroyed):
+def test_destroyed_then_flattened_building(destroyed, probability):
+    probability(0.7)
     text = site_findings(*destroyed)
     assert text == (
         "A 40 x 25 m structure was likely destroyed between 3 and 18 June 2018 and has since "
@@ -101,7 +113,7 @@ def test_destroyed_then_flattened_building(destroyed):
         "3 July 2018. The change shows on 3 of 6 observed dates up to 18 July 2018.")
 
 
-def test_vegetation_loss_site_gives_area_and_extent():
+def test_vegetation_loss_site_gives_area_and_extent(probability):
     phases = [_phase("vegetation_lost", "2019-04-15", "2019-03-15")]
     site = _site("vegetation_loss", "vegetation_lost", phases, length=312.0, width=148.0,
                  area=32_400.0, rectangularity=0.55, places=[TOWN], border=BORDER)
@@ -115,7 +127,8 @@ def test_vegetation_loss_site_gives_area_and_extent():
                                                        "2019.")
 
 
-def test_site_without_places_or_border_is_located_by_mgrs():
+def test_site_without_places_or_border_is_located_by_mgrs(probability):
+    probability(0.7)
     phases = [_phase("cleared", "2019-05-15", "2019-04-15")]
     site = _site("land_clearing", "cleared", phases, length=132.4, width=56.2, area=3087.0,
                  rectangularity=0.88)
@@ -126,20 +139,25 @@ def test_site_without_places_or_border_is_located_by_mgrs():
     assert " km " not in text
 
 
-@pytest.mark.parametrize(("score", "term", "wording"), [
-    (0.95, "likely", r"^A new structure of about 2400 m² \(180 x 48 m overall\) has likely "
-                     r"been under construction since August 2019 \(first seen on 15 August "
-                     r"2019, the latest image\)"),
-    (0.25, "roughly even chance", r"^There is a roughly even chance that a new structure of "
-                                  r"about 2400 m² \(180 x 48 m overall\) has been under "
-                                  r"construction since August 2019"),
-    (None, "roughly even chance", r"^There is a roughly even chance that a new structure"),
+@pytest.mark.parametrize(("p", "term", "wording"), [
+    (0.99, "very likely", r"^A new structure of about 2400 m² \(180 x 48 m overall\) has very "
+                          r"likely been under construction since August 2019 \(first seen on "
+                          r"15 August 2019, the latest image\)"),
+    (0.6, "likely", r"^A new structure of about 2400 m² \(180 x 48 m overall\) has likely "
+                    r"been under construction since August 2019"),
+    (0.5, "roughly even chance", r"^There is a roughly even chance that a new structure of "
+                                 r"about 2400 m² \(180 x 48 m overall\) has been under "
+                                 r"construction since August 2019"),
+    (0.3, "unlikely", r"^It is unlikely that a new structure of about 2400 m² "),
+    (0.1, "very unlikely", r"^It is very unlikely that a new structure "),
+    (0.02, "almost no chance", r"^There is almost no chance that a new structure "),
 ])
-def test_single_date_site_gets_a_capped_estimative_word(score, term, wording):
+def test_estimative_word_follows_the_calibrated_probability(probability, p, term, wording):
+    probability(p)
     phases = [_phase("under_construction", "2019-08-15", "2019-07-15")]
     site = _site("new_construction", "under_construction", phases, length=180.4, width=48.2,
                  area=2_400.0, rectangularity=0.3, places=[TOWN])
-    observations = _observations({"2019-06-15": 0.0, "2019-07-15": 0.1, "2019-08-15": score},
+    observations = _observations({"2019-06-15": 0.0, "2019-07-15": 0.1, "2019-08-15": 0.9},
                                  phases)
     assert evidence_term(site, observations).term == term
     text = site_findings(site, observations)
@@ -147,17 +165,17 @@ def test_single_date_site_gets_a_capped_estimative_word(score, term, wording):
     assert "The change shows on 1 of 3 observed dates up to 15 August 2019." in text
 
 
-def test_automatic_findings_never_read_above_very_likely(compound):
-    site, observations = compound
-    strongest = [{**o, "score": 1.0} for o in observations]
-    assert evidence_term(site, strongest).term == "very likely"
-    for n in range(1, len(observations) + 1):
-        for score in (None, 0.0, 0.2, 0.5, 1.0):
-            changed = [{**o, "score": score} for o in observations[-n:]]
-            term = evidence_term({**site, "first_seen": changed[0]["observed"]}, changed)
+def test_shipped_model_never_words_an_automatic_finding_above_very_likely():
+    phases = [_phase("cleared", "2019-03-01", "2019-02-15"),
+              _phase("under_construction", "2019-03-15", "2019-03-01")]
+    site = _site("new_construction", "under_construction", phases, length=270.4, width=164.6,
+                 area=43_900.0, rectangularity=0.97, places=[CROSSING], border=BORDER)
+    days = ["2019-02-01", "2019-02-15", "2019-03-01", "2019-03-15", "2019-04-15", "2019-05-15"]
+    for n in range(1, len(days)):
+        for score in (0.0, 0.2, 0.5, 1.0):
+            observations = _observations(dict.fromkeys(days, score), phases)
+            term = evidence_term({**site, "first_seen": days[-n]}, observations)
             assert term.high <= 0.95
-            if n == 1:
-                assert term.term in ("roughly even chance", "likely")
 
 
 def test_two_date_comparison_is_worded_as_new_surface():

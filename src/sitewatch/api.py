@@ -117,7 +117,7 @@ def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str
                     buildings=buildings, on_progress=on_progress)
 
 
-def track(workspace: PathLike, aoi: str, *, min_area_m2: float = 2000.0,
+def track(workspace: PathLike, aoi: str, *, min_area_m2: float | None = None,
           on_progress: Callable[[str, float], None] | None = None) -> SitesResult:
     """Find, measure, type and track the sites of a stacked AOI (``sitewatch track``)."""
     from sitewatch.sites import extract_sites

@@ -320,7 +320,9 @@ def _print_detection(result) -> None:
 def track(
     workspace: WorkspaceOption,
     aoi: Annotated[str, typer.Option(help="Name of a stacked AOI.")],
-    min_area: Annotated[float, typer.Option(help="Smallest site, m².")] = 2000.0,
+    min_area: Annotated[float | None, typer.Option(
+        help="Smallest site, m² (default: 20 pixels of the stack, at least 300 for a time "
+             "series and 50 for a two-date stack, at most 2000).")] = None,
 ) -> None:
     """Find, measure, type and track the sites of an AOI from its stack (replaces its sites)."""
     with _fraction_progress("Tracking sites") as step:

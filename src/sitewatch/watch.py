@@ -91,7 +91,7 @@ class AOISpec:
     coregistration: str = "global"
     normalisation: str = "irmad"
     methods: tuple[str, ...] = DEFAULT_METHODS
-    min_site_area_m2: float = 2000.0
+    min_site_area_m2: float | None = None  # None: by pixel size
 
 
 @dataclass(frozen=True)
@@ -378,6 +378,5 @@ def _aoi(check: _Checker, base: Path, table: Any, number: int) -> AOISpec:
         coregistration=check.string(table, "coregistration", where) or "global",
         normalisation=check.string(table, "normalisation", where) or "irmad",
         methods=methods,
-        min_site_area_m2=check.number(table, "min_site_area_m2", where, positive=True)
-        or 2000.0,
+        min_site_area_m2=check.number(table, "min_site_area_m2", where, positive=True),
     )

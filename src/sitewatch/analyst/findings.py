@@ -22,8 +22,9 @@ Wording rules
       it, written as that bracket ("between 2 and 15 May 2019"); an ongoing phase is dated by the
       month it was first seen and its duration in words up to the last observation ("about three
       months as of 15 June 2019"). The text depends on the stored dates only, never on today.
-    - How sure: the ICD 203 word of :func:`evidence_term`, as an adverb ("very likely",
-      "likely") or as "there is a roughly even chance that ...".
+    - How sure: the ICD 203 word of :func:`evidence_term` (the site's calibrated probability),
+      as an adverb ("very likely", "likely") or as a lead-in ("there is a roughly even chance
+      that ...", "it is unlikely that ...").
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 
-from sitewatch.analyst.confidence import TERMS, Confidence
-from sitewatch.sites.lifecycle import EVENT_ACTIVITY, TYPES
+from sitewatch.analyst.confidence import TERMS, Confidence, confidence_for_probability
+from sitewatch.sites.lifecycle import TYPES
 from sitewatch.sites.measure import format_distance
+from sitewatch.sites.probability import site_probability
 
 #: Kinds of reference place that are settlements; any other kind (border crossing, checkpoint,
 #: airfield...) is a facility a nearby site is located against first.
@@ -42,12 +44,8 @@ SETTLEMENT_KINDS = frozenset({"town", "city", "village", "settlement", "place"})
 #: Farthest a facility may be to lead a site's location, metres.
 FACILITY_RANGE_M = 10_000.0
 
-#: Observed dates showing the change from which it counts as persistent.
-PERSISTENT_DATES = 3
-#: Peak activity (share of the site's pixels changed since the previous date, against noise)
-#: from which a change counts as strong; from :data:`~sitewatch.sites.lifecycle.EVENT_ACTIVITY`
-#: it counts as clear.
-STRONG_ACTIVITY = 0.5
+#: Highest probability an automatic finding is worded with (the top of "very likely").
+AUTOMATIC_CEILING = 0.949
 #: Share of its oriented bounding rectangle a footprint must fill to be called rectangular.
 RECTANGULAR = 0.85
 #: Area from which new construction is a "compound" rather than a "structure", m².
@@ -55,7 +53,10 @@ COMPOUND_AREA_M2 = 10_000.0
 
 _BY_TERM = {c.term: c for c in TERMS}
 # How each term the evidence can give enters a sentence: (lead-in, adverb).
-_HEDGES = {"roughly even chance": ("there is a roughly even chance that ", ""),
+_HEDGES = {"almost no chance": ("there is almost no chance that ", ""),
+           "very unlikely": ("it is very unlikely that ", ""),
+           "unlikely": ("it is unlikely that ", ""),
+           "roughly even chance": ("there is a roughly even chance that ", ""),
            "likely": ("", "likely"), "very likely": ("", "very likely")}
 _COMPASS = {"N": "north", "E": "east", "S": "south", "W": "west"}
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -82,30 +83,28 @@ _AFTERMATH = {"flattened": "has since been flattened",
 
 
 def evidence_term(site: dict, observations: Sequence[dict]) -> Confidence:
-    """How likely the automatic finding is, as an ICD 203 term, judged from its evidence.
+    """How likely the automatic finding is, as an ICD 203 term: the word of the site's calibrated
+    probability, through :func:`term_for_probability`. That is the probability ``track`` stored
+    with the site (``properties.probability``), or for a site stored without one,
+    :func:`sitewatch.sites.probability.site_probability` of its observations.
 
-    Two things count, up to two points each:
-
-    - persistence: the observed dates from the first change on (the site's ``first_seen``)
-      that show it: one point for two dates, two for :data:`PERSISTENT_DATES` or more;
-    - strength: the highest activity ``score`` on those dates: one point from
-      :data:`~sitewatch.sites.lifecycle.EVENT_ACTIVITY` (the lifecycle's event threshold), two
-      from :data:`STRONG_ACTIVITY`; dates without a score (two-date comparisons) add nothing.
-
-    Four points give "very likely", two or three "likely", fewer "roughly even chance". So an
-    automatic finding never reads above "very likely" ("almost certain" is left to an analyst
-    who has checked it), and a change seen on a single date, which one more image could still
-    show to be an artefact, gets at most "likely" (with strong activity), otherwise "roughly
-    even chance".
+    A site of a two-date comparison has no activity scores and so no calibrated probability; it
+    gets "roughly even chance": one pair of images cannot tell a change from an artefact of
+    either image.
     """
-    changed = _changed(site, observations)
-    persistence = 2 if len(changed) >= PERSISTENT_DATES else 1 if len(changed) == 2 else 0
-    scores = [o["score"] for o in changed if o.get("score") is not None]
-    peak = max(scores, default=0.0)
-    strength = 2 if peak >= STRONG_ACTIVITY else 1 if peak >= EVENT_ACTIVITY else 0
-    points = persistence + strength
-    return _BY_TERM["very likely" if points == 4 else "likely" if points >= 2
-                    else "roughly even chance"]
+    probability = (site.get("properties") or {}).get("probability")
+    if probability is None:
+        probability = site_probability(site, observations)
+    if probability is None:
+        return _BY_TERM["roughly even chance"]
+    return term_for_probability(probability)
+
+
+def term_for_probability(probability: float) -> Confidence:
+    """The ICD 203 term of an automatic finding of ``probability`` (0..1): the band that holds
+    it, but never above "very likely" ("almost certain" is left to an analyst who has checked
+    the site)."""
+    return confidence_for_probability(min(probability, AUTOMATIC_CEILING))
 
 
 def site_findings(site: dict, observations: Sequence[dict]) -> str:

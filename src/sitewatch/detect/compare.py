@@ -44,7 +44,7 @@ def compare(
     """Detect change from ``before`` to ``after``; write the layers into ``out_dir``.
 
     ``min_site_area_m2`` is the smallest object written to ``sites.geojson`` (default: by the
-    pixel size, :func:`sitewatch.sites.pairwise.default_min_area_m2`). With ``buildings``
+    pixel size, :func:`sitewatch.sites.polygons.default_min_area_m2`). With ``buildings``
     (pre-event footprints: a vector file or a raster mask), each footprint is assessed
     (:mod:`sitewatch.sites.damage`), ``buildings.geojson`` is written and ``result.damage``
     holds the count of those destroyed or heavily damaged with its 90 % interval.
@@ -93,7 +93,8 @@ def compare(
 
 def _write_sites(out: Path, result: DetectResult, min_area_m2: float | None) -> Path:
     """``sites.geojson`` from the change and kinds layers just written into ``out``."""
-    from sitewatch.sites.pairwise import default_min_area_m2, pairwise_sites, sites_geojson
+    from sitewatch.sites.pairwise import pairwise_sites, sites_geojson
+    from sitewatch.sites.polygons import default_min_area_m2
 
     with rasterio.open(result.layers["change"]) as src:
         change = src.read(1)

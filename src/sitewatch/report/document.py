@@ -166,6 +166,10 @@ def measurement_rows(site: Mapping) -> list[tuple[str, str]]:
                      f"{abs(lon):.5f}° {'E' if lon >= 0 else 'W'}"),
         ("MGRS", site["mgrs"] or "-"),
     ]
+    probability = (site.get("properties") or {}).get("probability")
+    if probability is not None:
+        rows.append(("Probability", f"{probability:.2f} that it is {words(site['change_type'])} "
+                                    "(calibrated on labelled sites)"))
     if m.get("rectangularity") is not None:
         rows.append(("Rectangularity", f"{m['rectangularity']:.2f} (area / oriented rectangle)"))
     for place in m.get("places") or []:

@@ -66,7 +66,7 @@ class AOIJob:
     workspace: Path
     aoi: AOI
     options: StackOptions
-    min_area_m2: float
+    min_area_m2: float | None  # None: by the grid's pixel size
     methods: tuple[str, ...] = (TIMESERIES,)  # detections to run and report (see _finish)
     selection: Selection | None = None
     plan: StackPlan | None = None
@@ -107,7 +107,7 @@ def run_tiled(
     scheduler: str | None = None,
     workers: int | None = None,
     options: StackOptions | None = None,
-    min_area_m2: float = 2000.0,
+    min_area_m2: float | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> ScaleRun:
     """Stack, detect and extract the sites of ``aoi`` tile by tile on a task pool.
@@ -126,7 +126,8 @@ def run_tiled(
     options
         The stack parameters (defaults of :func:`sitewatch.stack.build_stack`).
     min_area_m2
-        Minimum mapping unit of a site, square metres.
+        Minimum mapping unit of a site, square metres (default: by the grid's pixel size,
+        :func:`sitewatch.sites.polygons.default_min_area_m2`).
     on_progress
         Called with one line per step (the dashboard address, tiles done, ...).
     """

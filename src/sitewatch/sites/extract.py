@@ -44,15 +44,20 @@ from sitewatch.detect import TIMESERIES, detect, latest_stack
 from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
 from sitewatch.sites.measure import Measurements, measure
-from sitewatch.sites.polygons import change_polygons, dated_change_polygons
+from sitewatch.sites.polygons import (
+    SMALLEST_BUILDING_M2,
+    SMALLEST_SERIES_SITE_M2,
+    change_polygons,
+    dated_change_polygons,
+    default_min_area_m2,
+)
+from sitewatch.sites.probability import site_probability
 from sitewatch.sites.signature import DateSignature, site_signature
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.validate import positive_number
 
-#: Minimum mapping unit of a site, m² (about 20 Sentinel-2 pixels; a large house at 0.5 m).
-MIN_SITE_AREA_M2 = 2000.0
 #: Fewest acquisitions for the time-series path; shorter stacks use the pairwise change map.
 MIN_SERIES_DATES = 4
 #: Pairwise method of the two-date path.
@@ -94,13 +99,14 @@ def extract_sites(
     workspace: str | Path | Workspace,
     aoi: str,
     *,
-    min_area_m2: float = MIN_SITE_AREA_M2,
+    min_area_m2: float | None = None,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> SitesResult:
     """Find, measure, type and track the sites of ``aoi``; store them (see module docstring)."""
     progress = on_progress or (lambda message, fraction: None)
-    min_area_m2 = positive_number(min_area_m2, "the smallest site (--min-area), m²",
-                                  allow_zero=True)
+    if min_area_m2 is not None:
+        min_area_m2 = positive_number(min_area_m2, "the smallest site (--min-area), m²",
+                                      allow_zero=True)
     owns = not isinstance(workspace, Workspace)
     ws = Workspace.open(workspace) if owns else workspace
     try:
@@ -110,7 +116,11 @@ def extract_sites(
         dataset = open_stack(ws.root / stack["path"], dask=False)  # site windows only
         places = ws.rows("places")
         borders = ws.rows("borders")
-        if dataset.sizes["time"] < MIN_SERIES_DATES:
+        series = dataset.sizes["time"] >= MIN_SERIES_DATES
+        if min_area_m2 is None:
+            min_area_m2 = default_min_area_m2(
+                grid.resolution, SMALLEST_SERIES_SITE_M2 if series else SMALLEST_BUILDING_M2)
+        if not series:
             layers = _detect_layers(ws, aoi, stack, PAIRWISE_METHOD, progress)
             sites, discarded = _two_date_sites(ws, layers, grid, places, borders, min_area_m2,
                                                aoi)
@@ -286,7 +296,13 @@ def _store(ws: Workspace, result: SitesResult, stack: dict, layers: dict, starte
         txn.delete("sites", "aoi = ?", (result.aoi,))
         for site in result.sites:
             m, life = site.measurements, site.lifecycle
-            txn.insert("sites", {
+            observations = [{
+                "geom": None if obs.footprint is None else to_lonlat(obs.footprint, result.epsg),
+                "site_id": site.site_id, "observed": obs.date, "phase": obs.phase,
+                "area_m2": obs.area_m2, "length_m": obs.length_m, "width_m": obs.width_m,
+                "score": obs.activity, "run_id": result.run_id,
+            } for obs in site.observations]
+            row = {
                 "geom": to_lonlat(site.footprint, result.epsg), "site_id": site.site_id,
                 "aoi": result.aoi, "change_type": life.change_type, "status": life.status,
                 "first_seen": life.first_change, "last_seen_unchanged": life.last_unchanged,
@@ -296,15 +312,11 @@ def _store(ws: Workspace, result: SitesResult, stack: dict, layers: dict, starte
                 "properties": {"phases": [p.to_dict() for p in life.phases],
                                "measurements": m.to_dict(),
                                "location": m.location_phrase()},
-            })
-            for obs in site.observations:
-                txn.insert("observations", {
-                    "geom": None if obs.footprint is None else to_lonlat(obs.footprint,
-                                                                         result.epsg),
-                    "site_id": site.site_id, "observed": obs.date, "phase": obs.phase,
-                    "area_m2": obs.area_m2, "length_m": obs.length_m, "width_m": obs.width_m,
-                    "score": obs.activity, "run_id": result.run_id,
-                })
+            }
+            row["properties"]["probability"] = site_probability(row, observations)
+            txn.insert("sites", row)
+            for observation in observations:
+                txn.insert("observations", observation)
         txn.insert("runs", {
             "run_id": result.run_id, "stage": "sites", "started_at": started,
             "finished_at": now_iso(), "status": "ok", "sitewatch_version": __version__,

@@ -19,21 +19,6 @@ from sitewatch.sites.measure import measure
 from sitewatch.sites.polygons import change_polygons
 from sitewatch.stack import Grid
 
-#: Smallest pairwise site on decametric imagery (square metres), and on finer pixels the fewest
-#: pixels a site must hold to be measured and the smallest building it stands for (a small house,
-#: 7 x 7 m); see :func:`default_min_area_m2`.
-DECAMETRIC_MIN_AREA_M2, MIN_SITE_PIXELS, SMALLEST_BUILDING_M2 = 2000.0, 20, 50.0
-
-
-def default_min_area_m2(pixel_size_m: float) -> float:
-    """The smallest site of a two-date change map with pixels of ``pixel_size_m`` metres:
-    ``MIN_SITE_PIXELS`` pixels, but at least a small building and at most
-    ``DECAMETRIC_MIN_AREA_M2`` (which 10 m and coarser imagery gets). One building is a site on
-    VHR imagery, a two-pixel speck is not one on Sentinel-2."""
-    return float(min(DECAMETRIC_MIN_AREA_M2,
-                     max(SMALLEST_BUILDING_M2, MIN_SITE_PIXELS * pixel_size_m ** 2)))
-
-
 #: Pairwise kind layer -> (change type, phase name).
 KIND_TYPES = {
     "new_bright_surface": ("new_construction", "new_bright_surface"),

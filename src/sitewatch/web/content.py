@@ -111,6 +111,7 @@ def site_panel(ws: Workspace, images: StackImages, view: StackView,
         "automatic": {
             "findings": site_findings(site, observations),
             "evidence_term": evidence_term(site, observations).term,
+            "probability": properties.get("probability"),
             "measurements": [list(row) for row in measurement_rows(site)],
             "phases": [{**phase, "colour": PHASE_COLOURS.get(phase["phase"], "#999999")}
                        for phase in properties.get("phases") or []],
