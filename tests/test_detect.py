@@ -12,6 +12,7 @@ import rasterio
 import sitewatch
 from conftest import simulated_stack
 from sitewatch import SitewatchError, Workspace
+from sitewatch.sites.probability import PACKAGED_PAIR_MODEL, packaged_model
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,9 @@ def test_compare_two_oscd_folders_without_a_workspace(tmp_path, data_dir):
     assert sites and all(f["properties"]["length_m"] >= f["properties"]["width_m"] > 0
                          for f in sites)
     assert {f["properties"]["phases"][0]["after"] for f in sites} == {"2016-11-30"}
+    shipped = packaged_model(PACKAGED_PAIR_MODEL)
+    assert shipped.sites >= 100  # fitted on the OSCD objects (bench/calibrate.py pairs)
+    assert all(0 < f["properties"]["probability"] < 1 for f in sites)
     lon, lat = sites[0]["properties"]["centroid_lon"], sites[0]["properties"]["centroid_lat"]
     assert 2.2 < lon < 2.5 and 48.7 < lat < 48.95  # Paris region, in lon/lat
     with rasterio.open(tmp_path / "out" / "change.tif") as src:

@@ -13,7 +13,12 @@ from shapely import affinity
 from shapely.geometry import Point, Polygon, box
 
 from sitewatch.errors import SitewatchError
-from sitewatch.sites.polygons import change_polygons, dated_change_polygons, rectangularity
+from sitewatch.sites.polygons import (
+    change_polygons,
+    dated_change_polygons,
+    half_maximum_footprint,
+    rectangularity,
+)
 
 #: Upper-left corner of every test grid, metres (a UTM easting/northing).
 X0, Y0 = 500_000.0, 4_000_000.0
@@ -292,3 +297,31 @@ def test_dated_polygons_keep_a_site_whose_rim_changed_a_date_later():
     mask[20:30, 20:30], earliest[20:30, 20:30], latest[20:30, 20:30] = True, 100, 130
     dated = dated_change_polygons(mask, earliest, latest, transform, min_area_m2=10_000)
     assert [round(p.area) for p in dated] == [19_600]
+
+
+def test_half_maximum_footprint_undoes_the_ring_of_mixed_pixels():
+    """A 180 x 80 m compound at 10 m, blurred by the sensor: the binary change map has a ring of
+    mixed pixels around it; the footprint at half the magnitude has the compound's size."""
+    transform = grid(10.0)
+    truth = box(X0 + 200.0, Y0 - 380.0, X0 + 380.0, Y0 - 300.0)
+    fine = rasterize([truth], out_shape=(600, 600),
+                     transform=grid(1.0)).astype(float)
+    magnitude = ndi.gaussian_filter(fine, 6.0).reshape(60, 10, 60, 10).mean(axis=(1, 3))
+    magnitude += np.random.default_rng(1).normal(0.0, 0.02, magnitude.shape)
+    inside = magnitude > 0.1
+    binary, = change_polygons(inside, transform, min_area_m2=2000.0)
+    assert binary.area > 1.3 * truth.area
+    footprint = half_maximum_footprint(inside, magnitude, transform, min_area_m2=2000.0)
+    assert abs(footprint.area / truth.area - 1) < 0.1
+    assert footprint.intersection(truth).area / footprint.union(truth).area > 0.85
+
+
+def test_half_maximum_footprint_keeps_the_outline_without_a_plateau():
+    transform = grid(10.0)
+    inside = np.zeros((40, 40), bool)
+    inside[10:30, 10:30] = True
+    assert half_maximum_footprint(inside, np.zeros((40, 40)), transform,
+                                  min_area_m2=2000.0) is None
+    split = np.where(inside, 0.1, 0.0)
+    split[10:30, 10:13] = split[10:30, 27:30] = 1.0  # two strong walls, a weak middle
+    assert half_maximum_footprint(inside, split, transform, min_area_m2=200.0) is None

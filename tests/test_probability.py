@@ -6,9 +6,12 @@ import pytest
 from sitewatch.sites.probability import (
     FEATURES,
     PACKAGED_MODEL,
+    PACKAGED_PAIR_MODEL,
+    PAIR_FEATURES,
     SiteModel,
     fit_site_model,
     packaged_model,
+    pair_site_features,
     site_features,
     site_probability,
 )
@@ -77,3 +80,22 @@ def test_shipped_model_is_fitted_and_rates_strong_evidence_above_weak():
     strong = site_probability(_site(), _observations([None, 0.0, 1.0, 0.9, 0.8, 0.7]))
     weak = site_probability(_site(), _observations([None, 0.6, 0.25, 0.0, 0.0, 0.0]))
     assert 0.0 < weak < strong < 1.0
+
+
+def test_pair_features_measure_the_score_against_the_threshold():
+    features = dict(zip(PAIR_FEATURES, pair_site_features(
+        np.array([4.0, 6.0, np.nan]), 2.0, 100.0, 0.01, 0.8, "destruction"), strict=True))
+    assert features["mean_score_ratio"] == pytest.approx(2.5)
+    assert features["peak_score_ratio"] == pytest.approx(3.0)
+    assert features["log10_area_px"] == pytest.approx(2.0)
+    assert features["log10_called_share"] == pytest.approx(-2.0)
+    assert features["type_destruction"] == 1 and features["type_new_construction"] == 0
+    assert pair_site_features(np.array([4.0]), 0.0, 100.0, 0.01, 0.8, "destruction") is None
+
+
+def test_a_model_reads_its_own_columns_of_a_full_feature_vector():
+    model = packaged_model(PACKAGED_PAIR_MODEL)
+    assert set(model.features) <= set(PAIR_FEATURES)
+    full = pair_site_features(np.array([3.0, 5.0]), 2.0, 400.0, 0.02, 0.9, "new_construction")
+    p = model.probability(full[model.columns(PAIR_FEATURES)])
+    assert p.shape == (1,) and 0 < p[0] < 1

@@ -88,9 +88,10 @@ def evidence_term(site: dict, observations: Sequence[dict]) -> Confidence:
     with the site (``properties.probability``), or for a site stored without one,
     :func:`sitewatch.sites.probability.site_probability` of its observations.
 
-    A site of a two-date comparison has no activity scores and so no calibrated probability; it
-    gets "roughly even chance": one pair of images cannot tell a change from an artefact of
-    either image.
+    Sites of a two-date comparison by the classic ``default`` method carry the probability of
+    the pair-site model (:data:`sitewatch.sites.probability.PACKAGED_PAIR_MODEL`). Any other
+    site without one (another method, the learned VHR model) gets "roughly even chance": one
+    pair of images, uncalibrated, cannot tell a change from an artefact of either image.
     """
     probability = (site.get("properties") or {}).get("probability")
     if probability is None:

@@ -93,7 +93,7 @@ def compare(
 
 def _write_sites(out: Path, result: DetectResult, min_area_m2: float | None) -> Path:
     """``sites.geojson`` from the change and kinds layers just written into ``out``."""
-    from sitewatch.sites.pairwise import pairwise_sites, sites_geojson
+    from sitewatch.sites.pairwise import calibrated_method, pairwise_sites, sites_geojson
     from sitewatch.sites.polygons import default_min_area_m2
 
     with rasterio.open(result.layers["change"]) as src:
@@ -106,8 +106,12 @@ def _write_sites(out: Path, result: DetectResult, min_area_m2: float | None) -> 
     grid = Grid(epsg, transform.a, change.shape[1], change.shape[0], transform.c, transform.f)
     if min_area_m2 is None:
         min_area_m2 = default_min_area_m2(grid.resolution)
+    score = threshold = None
+    if calibrated_method(result.parameters) and "score" in result.layers:
+        with rasterio.open(result.layers["score"]) as src:
+            score, threshold = src.read(1), result.parameters["threshold"]
     sites, _ = pairwise_sites(change, kinds, grid, (result.dates[0], result.dates[-1]),
-                              min_area_m2=min_area_m2)
+                              min_area_m2=min_area_m2, score=score, threshold=threshold)
     target = out / "sites.geojson"
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(sites_geojson(sites, epsg), indent=1), encoding="utf-8")

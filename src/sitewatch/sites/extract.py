@@ -50,6 +50,7 @@ from sitewatch.sites.polygons import (
     change_polygons,
     dated_change_polygons,
     default_min_area_m2,
+    half_maximum_footprint,
 )
 from sitewatch.sites.probability import site_probability
 from sitewatch.sites.signature import DateSignature, site_signature
@@ -84,6 +85,7 @@ class Site:
     lifecycle: Lifecycle
     measurements: Measurements
     observations: list[Observation] = field(default_factory=list)
+    probability: float | None = None  # calibrated, when known at extraction (two-date sites)
 
 
 @dataclass
@@ -146,6 +148,8 @@ def _series_sites(ws: Workspace, layers: dict[str, str], dataset, grid: Grid, pl
         changed = src.read(1).astype(bool)
     with rasterio.open(ws.root / layers["onset"]) as src:
         onset_days, onset_nodata = src.read(1), src.nodata
+    with rasterio.open(ws.root / layers["magnitude"]) as src:
+        magnitude = src.read(1)
     windows = []
     for name in ("onset_earliest", "onset_latest"):
         with rasterio.open(ws.root / layers[name]) as src:
@@ -156,6 +160,9 @@ def _series_sites(ws: Workspace, layers: dict[str, str], dataset, grid: Grid, pl
     sites, discarded = [], {}
     for n, polygon in enumerate(polygons):
         progress(f"Reading site {n + 1} of {len(polygons)}", 0.4 + 0.5 * n / len(polygons))
+        window, transform, inside = polygon_window(polygon, grid)
+        polygon = half_maximum_footprint(inside, magnitude[window.toslices()], transform,
+                                         min_area_m2=min_area_m2) or polygon
         signature = site_signature(dataset, grid, polygon)
         life = lifecycle(signature)
         readings = [(polygon, signature, life)]
@@ -198,7 +205,7 @@ def _two_date_sites(ws: Workspace, layers: dict[str, str], grid: Grid, places, b
                     min_area_m2: float, aoi: str) -> tuple[list[Site], dict[str, int]]:
     """Sites from the pairwise change map and its kinds layers (a stack of two or three dates,
     too short for the time-series test)."""
-    from sitewatch.sites.pairwise import pairwise_sites
+    from sitewatch.sites.pairwise import calibrated_method, pairwise_sites
 
     with rasterio.open(ws.root / layers["change"]) as src:
         change = src.read(1)
@@ -206,10 +213,16 @@ def _two_date_sites(ws: Workspace, layers: dict[str, str], grid: Grid, places, b
     if "kinds" in layers:
         with rasterio.open(ws.root / layers["kinds"]) as src:
             kinds = {name: src.read(i + 1) == 1 for i, name in enumerate(src.descriptions)}
-    run = ws.rows("rasters", "path = ?", (layers["change"],))[0]
-    dates = run["properties"]["dates"]
+    raster = ws.rows("rasters", "path = ?", (layers["change"],))[0]
+    dates = raster["properties"]["dates"]
+    parameters = ws.rows("runs", "run_id = ?", (raster["run_id"],))[0]["parameters"]
+    score = threshold = None
+    if calibrated_method(parameters) and "score" in layers:
+        with rasterio.open(ws.root / layers["score"]) as src:
+            score, threshold = src.read(1), parameters["threshold"]
     return pairwise_sites(change, kinds, grid, (dates[0], dates[-1]), places=places,
-                          borders=borders, min_area_m2=min_area_m2, prefix=aoi)
+                          borders=borders, min_area_m2=min_area_m2, prefix=aoi,
+                          score=score, threshold=threshold)
 
 
 def _detect_layers(ws: Workspace, aoi: str, stack: dict, method: str,
@@ -313,7 +326,8 @@ def _store(ws: Workspace, result: SitesResult, stack: dict, layers: dict, starte
                                "measurements": m.to_dict(),
                                "location": m.location_phrase()},
             }
-            row["properties"]["probability"] = site_probability(row, observations)
+            row["properties"]["probability"] = (site.probability if site.probability is not None
+                                                else site_probability(row, observations))
             txn.insert("sites", row)
             for observation in observations:
                 txn.insert("observations", observation)

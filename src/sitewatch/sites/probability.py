@@ -15,6 +15,16 @@ sites of the randomised simulator's development seeds, both sensors, each labell
 matches a true changed site of the same type at polygon IoU >= 0.2 (``bench/sites.py``); the
 evaluation seeds give its reliability table (README). Sites of a two-date comparison have no
 activity scores and get no probability from it (:func:`site_probability` returns ``None``).
+
+Sites of a two-date comparison by the classic ``default`` method have a model of their own
+(:data:`PACKAGED_PAIR_MODEL`, features :data:`PAIR_FEATURES`, :func:`pair_site_features`): how
+far the change score inside the object rises above the pair's threshold, its size in pixels,
+its shape and kind, and the share of the pair called changed; which of them it uses is chosen
+by leave-one-city-out log-loss among :data:`PAIR_FEATURE_SETS`. It is fitted on the objects of
+the OSCD cities (Sentinel-2), each labelled 1 when it matches labelled change at IoU >= 0.2, and
+its reliability table is measured leaving one city out, the feature set chosen again without
+the city (``bench/calibrate.py pairs``). It says whether an object is change an analyst would
+map, not which kind.
 """
 
 from __future__ import annotations
@@ -38,8 +48,17 @@ FEATURES = ("dates_showing", "peak_activity", "median_activity", "activity_befor
             *(f"type_{t}" for t in MODELLED_TYPES))
 #: Dates showing the change beyond which more add nothing to ``dates_showing``.
 MAX_DATES_COUNTED = 6
-#: The shipped model, fitted by ``python bench/calibrate.py``.
+#: The features of a two-date site, in model order; see :func:`pair_site_features`.
+PAIR_TYPES = ("new_construction", "destruction", "vegetation_loss")
+PAIR_FEATURES = ("log10_area_px", "mean_score_ratio", "peak_score_ratio",
+                 "log10_called_share", "rectangularity", *(f"type_{t}" for t in PAIR_TYPES))
+#: Candidate feature sets of the pair-site model (few labelled objects: small models first).
+PAIR_FEATURE_SETS = ((), ("log10_area_px",), ("log10_area_px", "mean_score_ratio"),
+                     ("log10_area_px", "log10_called_share"),
+                     ("log10_area_px", "mean_score_ratio", "log10_called_share"), PAIR_FEATURES)
+#: The shipped models, fitted by ``python bench/calibrate.py fit`` and ``... pairs``.
 PACKAGED_MODEL = Path(__file__).with_name("models") / "site-probability.json"
+PACKAGED_PAIR_MODEL = Path(__file__).with_name("models") / "pair-site-probability.json"
 #: L2 penalties tried by :func:`fit_site_model` (on standardised features).
 PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0)
 
@@ -62,6 +81,10 @@ class SiteModel:
         """P(site is what its type says) for rows of features (n x len(FEATURES))."""
         z = (np.atleast_2d(features) - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coefficients) + self.intercept)))
+
+    def columns(self, names: Sequence[str]) -> list[int]:
+        """Where this model's features are among ``names`` (a full feature vector's order)."""
+        return [list(names).index(name) for name in self.features]
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
@@ -117,18 +140,41 @@ def site_probability(site: dict, observations: Sequence[dict],
 
 
 @cache
-def packaged_model() -> SiteModel:
-    """The model shipped with sitewatch (:data:`PACKAGED_MODEL`)."""
-    return SiteModel.load(PACKAGED_MODEL)
+def packaged_model(path: Path = PACKAGED_MODEL) -> SiteModel:
+    """A model shipped with sitewatch (:data:`PACKAGED_MODEL`, :data:`PACKAGED_PAIR_MODEL`)."""
+    return SiteModel.load(path)
+
+
+def pair_site_features(scores: np.ndarray, threshold: float, area_px: float,
+                       called_share: float, rectangularity: float,
+                       change_type: str) -> np.ndarray | None:
+    """The :data:`PAIR_FEATURES` of one object of a two-date change map, or ``None`` when the
+    pair's threshold is not positive (the ratios need it).
+
+    ``scores`` are the change scores of the object's pixels (the method's standardised score,
+    in the units of ``threshold``); ``area_px`` its size in pixels; ``called_share`` the share
+    (0..1) of the pair's valid pixels called changed; ``rectangularity`` its area over its
+    oriented rectangle's.
+    """
+    scores = np.asarray(scores, dtype=float)
+    scores = scores[np.isfinite(scores)]
+    if not threshold > 0 or scores.size == 0:
+        return None
+    values = [math.log10(max(area_px, 1.0)), float(scores.mean()) / threshold,
+              float(scores.max()) / threshold, math.log10(max(called_share, 1e-6)),
+              float(rectangularity), *(float(change_type == t) for t in PAIR_TYPES)]
+    return np.asarray(values, dtype=float)
 
 
 def fit_site_model(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                   fitted_on: str, folds: int = 5) -> SiteModel:
+                   fitted_on: str, folds: int = 5,
+                   feature_names: Sequence[str] = FEATURES) -> SiteModel:
     """Fit the logistic model on labelled sites.
 
     The L2 penalty is the one of :data:`PENALTIES` with the lowest log-loss when each of
     ``folds`` groups of scenes (``groups``: the scene each site comes from) is predicted by a
     model fitted on the others; the model is then refitted on every site with it.
+    ``feature_names`` name the columns (:data:`FEATURES` or :data:`PAIR_FEATURES`).
     """
     features, labels = np.asarray(features, float), np.asarray(labels, float)
     mean = features.mean(axis=0)
@@ -151,7 +197,7 @@ def fit_site_model(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
 
     penalty = min(PENALTIES, key=cv_loss)
     w, b = _logistic(z, labels, penalty)
-    return SiteModel(tuple(FEATURES), tuple(mean.tolist()), tuple(scale.tolist()),
+    return SiteModel(tuple(feature_names), tuple(mean.tolist()), tuple(scale.tolist()),
                      tuple(w.tolist()), float(b), penalty, fitted_on, int(labels.size),
                      int(labels.sum()))
 
