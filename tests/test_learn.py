@@ -404,3 +404,20 @@ def test_the_shipped_vhr_weights_are_small_and_the_default_reads_rgb_with_them(d
                                               pair.bands, 0.5)
     assert unchanged.diagnostics["called_fraction"] < 0.01
     assert unchanged.diagnostics["warnings"] == []
+
+
+def test_the_learned_default_warns_when_it_calls_nothing_over_strong_darkening(data_dir,
+                                                                              monkeypatch):
+    """Burnt or collapsed ground: a third of a LEVIR tile darkened, nothing like the new
+    buildings the model learned. The shipped model calls (almost) none of it and says so."""
+    monkeypatch.delenv("SITEWATCH_MODEL", raising=False)
+    pair = read_levir(data_dir / "levir-cd-samples")[0]
+    valid = np.ones(pair.truth.shape, bool)
+    burnt = pair.before.copy()
+    burnt[:, : burnt.shape[1] // 3] *= 0.3
+    result = pairwise_methods()["default"](pair.before, burnt, valid, pair.bands, 0.5)
+    diagnostics = result.diagnostics
+    assert diagnostics["strong_index_change_fraction"] > 0.2
+    assert diagnostics["called_fraction"] < 0.02
+    assert any("little change called where the evidence is strong" in w
+               for w in diagnostics["warnings"])

@@ -53,3 +53,12 @@ def test_diagnose_reports_rates_and_warns_on_widespread_change():
     assert any(w.startswith("widespread change: 30 %") for w in report["warnings"])
     few = nochange.diagnose(change, usable, nochange.NullFit(0.0, 1.0, 0.3), threshold)
     assert any("no no-change majority" in w for w in few["warnings"])
+
+
+@pytest.mark.parametrize(("called", "evidence", "warns"), [
+    (0.001, 0.25, True), (0.03, 0.25, False), (0.0, 0.03, False), (0.004, 0.05, True)])
+def test_a_result_silent_where_the_evidence_is_strong_says_so(called, evidence, warns):
+    warning = nochange.silent_warning(called, evidence, "a brightness change")
+    assert (warning is not None) == warns
+    if warns:
+        assert f"{100 * evidence:.0f} % show a brightness change" in warning

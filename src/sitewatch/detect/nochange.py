@@ -46,6 +46,10 @@ WIDESPREAD_FRACTION = 0.2
 #: Estimated null share below which the pixels do not hold a no-change majority, so the
 #: no-change model (and every threshold drawn from it) is unreliable.
 MIN_NULL_FRACTION = 0.5
+#: A result that calls less than 1 / ``SILENT_RATIO`` of the share of pixels with strong
+#: evidence of change, when that share is at least ``STRONG_EVIDENCE_FRACTION``, says so
+#: (:func:`silent_warning`). Under no change, a robust z beyond 3 holds 0.3 % of the pixels.
+STRONG_EVIDENCE_FRACTION, SILENT_RATIO = 0.05, 10.0
 #: Null spread, as a multiple of the spread of all the scores, above which the fitted null is no
 #: compact mode: a law holding half the pixels or more cannot be much wider than all of them
 #: together, so the scores have several comparable modes (much of the scene changed, or the
@@ -136,6 +140,20 @@ def widespread_warning(called_fraction: float) -> str | None:
     return (f"widespread change: {100 * called_fraction:.0f} % of the valid pixels called "
             f"changed (more than {100 * WIDESPREAD_FRACTION:.0f} %); check for a flood, a "
             "disaster, a season or a radiometric problem before reading the sites")
+
+
+def silent_warning(called_fraction: float, evidence_fraction: float, evidence: str) -> str | None:
+    """The warning for a result that calls almost nothing where the evidence is strong, or
+    None: ``evidence_fraction`` (0..1) of the valid pixels show ``evidence`` (words), at least
+    :data:`STRONG_EVIDENCE_FRACTION`, and less than 1 / :data:`SILENT_RATIO` of that share was
+    called changed."""
+    if evidence_fraction < STRONG_EVIDENCE_FRACTION or (
+            called_fraction * SILENT_RATIO >= evidence_fraction):
+        return None
+    return (f"little change called where the evidence is strong: {100 * called_fraction:.1f} % "
+            f"of the valid pixels called changed, but {100 * evidence_fraction:.0f} % show "
+            f"{evidence}; the change may be of a kind the method was not trained or tuned for "
+            "(debris, burn scars, flooding); compare with --method cva")
 
 
 def diagnose(change: np.ndarray, usable: np.ndarray, fit: NullFit, threshold: float) -> dict:

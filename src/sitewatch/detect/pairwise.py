@@ -238,6 +238,9 @@ VHR_MAX_PIXEL_M = 5.0
 #: Smallest change object the default keeps (square metres): three 10 m Sentinel-2 pixels for
 #: the classic evidence, a small house (7 x 7 m) for the learned RGB model.
 MIN_AREA_M2, VHR_MIN_AREA_M2 = 300.0, 50.0
+#: Robust z of an index change (brightness, built-up, vegetation) from which a pixel counts as
+#: strong evidence of change when the learned model is checked for silence (3 sigma).
+STRONG_INDEX_Z = 3.0
 
 
 def is_vhr_rgb(band_names: Sequence[str], pixel_size_m: float) -> bool:
@@ -269,17 +272,26 @@ def _learned_default(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                      band_names: Sequence[str], pixel_size_m: float, weights: Path,
                      min_area_m2: float, kind_cut: float) -> ChangeResult:
     """:func:`default` on VHR RGB imagery: the learned model's probability, cut at the threshold
-    stored with its weights, objects smaller than ``min_area_m2`` dropped."""
+    stored with its weights, objects smaller than ``min_area_m2`` dropped. Its diagnostics warn
+    when it calls almost nothing while many pixels show an index change beyond
+    :data:`STRONG_INDEX_Z` (:func:`sitewatch.detect.nochange.silent_warning`): debris and burn
+    scars look nothing like the new buildings it learned."""
     from sitewatch.detect.base import pairwise_methods
 
     result = pairwise_methods()["learned"](before, after, valid, band_names, pixel_size_m,
                                            weights=weights)
-    usable = np.isfinite(result.score)
+    usable = np.isfinite(result.score) & valid
     detected = thresholds.minimum_mapping_unit(result.change == 1, min_area_m2, pixel_size_m)
     change = binary_map(np.where(detected, 1.0, 0.0), usable, 0.5)
     called = float(detected[usable].mean()) if usable.any() else 0.0
-    warning = nochange.widespread_warning(called)
     z_index = _standardised_index_changes(before, after, usable, band_names)
+    strong = np.zeros(usable.shape, bool)
+    for z in z_index.values():
+        strong |= np.abs(np.nan_to_num(z)) > STRONG_INDEX_Z
+    evidence = float(strong[usable].mean()) if usable.any() else 0.0
+    warnings = [w for w in (nochange.widespread_warning(called), nochange.silent_warning(
+        called, evidence, f"an index change beyond {STRONG_INDEX_Z:g} robust standard "
+                          f"deviations ({', '.join(sorted(z_index))})")) if w]
     return ChangeResult(
         score=result.score, change=change, threshold=result.threshold, method="default",
         parameters={**result.parameters, "evidence": ["learned RGB change model"],
@@ -287,7 +299,8 @@ def _learned_default(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                     "indices": index_formulas(band_names)},
         kinds=change_kinds(z_index, change == 1, kind_cut),
         diagnostics={"valid_pixels": int(usable.sum()), "called_fraction": called,
-                     "threshold": result.threshold, "warnings": [warning] if warning else []})
+                     "threshold": result.threshold, "strong_index_change_fraction": evidence,
+                     "warnings": warnings})
 
 
 @register("default")
