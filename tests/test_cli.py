@@ -134,3 +134,42 @@ def test_site_and_progress_text_is_not_markup(monkeypatch):
         progress.update(progress.task_ids[0], description="Reading [/b]\x1b]0;pwned\x07.tif")
         progress.refresh()
     assert "Reading [/b].tif" in terminal.getvalue() and "pwned" not in terminal.getvalue()
+
+
+@pytest.mark.parametrize("error", [
+    OSError(28, "No space left on device", "ws/rasters/stack/x.zarr/c/0"),
+    __import__("sqlite3").OperationalError("database or disk is full")])
+def test_a_full_disk_is_one_line_not_a_traceback(monkeypatch, capsys, tmp_path, error):
+    import sqlite3
+
+    from sitewatch import api, cli
+
+    if isinstance(error, sqlite3.Error):
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL
+
+    def full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(api, "export", full)
+    monkeypatch.setattr(sys, "argv", ["sitewatch", "export", str(tmp_path / "out"),
+                                      "-w", str(tmp_path / "ws")])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    printed = " ".join(capsys.readouterr().err.split())
+    assert printed.startswith("error: out of disk space") and "Traceback" not in printed
+    if isinstance(error, OSError):
+        assert "while writing ws/rasters/stack/x.zarr/c/0" in printed
+
+
+def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):
+    from sitewatch import api, cli
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(api, "export", broken)
+    monkeypatch.setattr(sys, "argv", ["sitewatch", "export", str(tmp_path / "out"),
+                                      "-w", str(tmp_path / "ws")])
+    with pytest.raises(OSError, match="Input/output"):
+        cli.main()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sitewatch import __version__, api
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, disk_full_message, is_disk_full
 
 app = typer.Typer(
     help="Watch places on Earth through satellite images: what was built, cleared or destroyed, "
@@ -848,6 +849,12 @@ def main() -> None:
     except typer.Abort:
         console.print("aborted")
         sys.exit(130)
+    except (OSError, sqlite3.Error) as exc:
+        if _state["debug"] or not is_disk_full(exc):
+            raise
+        console.print(Text("error:", style="bold red"), disk_full_message(exc), highlight=False,
+                      soft_wrap=True)
+        sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
     except Exception as exc:  # click usage errors

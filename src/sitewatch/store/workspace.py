@@ -17,7 +17,6 @@ so a half-created workspace never exists. A full disk ends a write with a one-li
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sqlite3
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sitewatch import __version__
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, is_disk_full
 from sitewatch.store import geopackage
 from sitewatch.store.schema import LAYERS, LAYERS_BY_NAME, SCHEMA_VERSION
 
@@ -191,9 +190,7 @@ def _disk_full_as_error(root: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, sqlite3.OperationalError) as exc:
-        full = (exc.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(exc, OSError)
-                else getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
-        if not full:
+        if not is_disk_full(exc):
             raise
         raise SitewatchError(f"out of disk space while writing ({exc}); free some space and run "
                              "the command again (the failed write left the workspace as it was)",
