@@ -206,6 +206,26 @@ def test_truncated_geotiff(populated, tmp_path):
     _assert_refused(*populated, [path], "cut_20190301.tif")
 
 
+def test_a_header_that_lies_about_its_size_is_refused(populated, tmp_path):
+    """A 256 x 256 px GeoTIFF whose ImageWidth and ImageLength say 60000: GDAL would read the
+    blocks the file does not list as empty, a 600 km scene of nothing."""
+    import struct
+
+    path = write_geotiff(tmp_path / "huge_20190301.tif", np.ones((1, 256, 256), np.uint8),
+                         tiled=True, blockxsize=256, blockysize=256)
+    data = bytearray(path.read_bytes())
+    assert data[:2] == b"II"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            struct.pack_into("<H" if kind == 3 else "<I", data, entry + 8, 60000)
+    path.write_bytes(bytes(data))
+    error = _assert_refused(*populated, [path], "declares 60000 x 60000 pixels")
+    assert "huge_20190301.tif" in str(error)
+
+
 def test_raster_without_crs(populated, tmp_path):
     path = write_geotiff(tmp_path / "plain_20190301.tif", np.ones((1, 8, 8), np.uint8), crs=None)
     _assert_refused(*populated, [path], "no coordinate reference system")

@@ -75,7 +75,9 @@ def georeference(dataset: rasterio.DatasetReader, path: str | os.PathLike) -> CR
 
 
 def check_complete(dataset: rasterio.DatasetReader, path: str | os.PathLike) -> None:
-    """Fail if a GeoTIFF's tiles or strips point past the end of the file (a truncated copy)."""
+    """Fail if a GeoTIFF's tiles or strips point past the end of the file (a truncated copy), or
+    if it lists fewer of them than its declared size needs (a header that lies about its size).
+    Blocks listed with offset 0 are sparse (GDAL's ``SPARSE_OK``) and read as nodata."""
     if dataset.driver != "GTiff":
         return
     size = os.path.getsize(path)
@@ -87,7 +89,15 @@ def check_complete(dataset: rasterio.DatasetReader, path: str | os.PathLike) -> 
             for col in range(n_cols):
                 offset = dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=bidx)
                 count = dataset.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=bidx)
-                if offset and count and int(offset) + int(count) > size:
+                if offset is None or count is None:
+                    raise SitewatchError(
+                        f"its header declares {dataset.width} x {dataset.height} pixels, but "
+                        f"the file has no entry for block ({col}, {row}) of band {bidx} (it "
+                        f"lists fewer blocks than that size needs): the header is wrong or the "
+                        "file is corrupt",
+                        path,
+                    )
+                if int(offset) + int(count) > size:
                     raise SitewatchError(
                         f"the file is truncated or corrupt (a block of band {bidx} ends past "
                         f"byte {size}); copy or download it again",
