@@ -9,6 +9,7 @@ imagery arrives processes only the AOIs the new scenes cover.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from sitewatch.scale.plan import StackOptions
 from sitewatch.scale.run import OVERLAP_PX, TILE_PX, AOIJob, ScaleRun, run_jobs
 from sitewatch.store import Workspace
+from sitewatch.store.lock import run_lock
 from sitewatch.watch import WatchFile, _aoi_geometry, read_watch_file
 
 
@@ -46,12 +48,21 @@ def run_watch_list(
     ``scheduler``, ``workers``: :func:`sitewatch.scale.cluster.connect`; ``tile_px``,
     ``overlap_px``: :func:`sitewatch.scale.tiles.tile_layout` (pixels).
     """
-    from sitewatch.ingest import ingest
-    from sitewatch.places import import_place_features, import_places
-
     say = on_progress or (lambda message: None)
     paths = [watch_files] if isinstance(watch_files, str | os.PathLike) else list(watch_files)
     watches = [read_watch_file(path) for path in paths]
+    with contextlib.ExitStack() as locks:
+        for workspace in dict.fromkeys(watch.workspace for watch in watches):
+            locks.enter_context(run_lock(workspace, "sitewatch watch run", create=True))
+        return _run_watches(watches, scheduler, workers, tile_px, overlap_px, say)
+
+
+def _run_watches(watches, scheduler, workers, tile_px: int, overlap_px: int,
+                 say: Callable[[str], None]) -> WatchListRun:
+    """:func:`run_watch_list` once the workspaces' run locks are held."""
+    from sitewatch.ingest import ingest
+    from sitewatch.places import import_place_features, import_places
+
     new = updated = 0
     jobs = []
     for watch in watches:
