@@ -173,3 +173,11 @@ def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):
                                       "-w", str(tmp_path / "ws")])
     with pytest.raises(OSError, match="Input/output"):
         cli.main()
+
+
+@pytest.mark.parametrize("args", [["stack", "--bogus"], ["detect", "--dates", "2019-01-01"]])
+def test_usage_errors_are_clicks_message_not_a_traceback(args):
+    result = run(*args, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "No such option: --bogus" in result.stderr or "requires 2 arguments" in result.stderr

@@ -858,12 +858,24 @@ def main() -> None:
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
     except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _usage_errors()):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The usage-error classes of click and of the copy of click that recent typer vendors."""
+    import click
+
+    classes = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # typer using the click package itself
+        pass
+    else:
+        classes.append(VendoredClickException)
+    return tuple(classes)
 
 
 if __name__ == "__main__":
