@@ -56,3 +56,23 @@ def test_a_missing_workspace_is_not_created_by_a_command_that_needs_one(tmp_path
     assert not (tmp_path / "nope").exists()
     with run_lock(tmp_path / "new", "sitewatch watch run", create=True):
         assert (tmp_path / "new" / LOCK_NAME).is_file()
+
+
+def test_the_stage_functions_take_the_lock_when_called_from_python(tmp_path):
+    from sitewatch.detect import detect
+    from sitewatch.sites import extract_sites
+    from sitewatch.stack import build_stack, from_bbox
+    from sitewatch.store import Workspace
+
+    Workspace.open(tmp_path, create=True).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        calls = [lambda: build_stack(tmp_path, from_bbox("40.9,34.4,40.95,34.45", "a")),
+                 lambda: detect(tmp_path, "a"), lambda: extract_sites(tmp_path, "a")]
+        for call in calls:
+            with pytest.raises(SitewatchError, match="another sitewatch run is writing"):
+                call()
+    finally:
+        holder.communicate("\n", timeout=30)

@@ -16,7 +16,6 @@ from sitewatch.ingest import ingest as _ingest
 from sitewatch.places import PlacesReport
 from sitewatch.places import import_places as _import_places
 from sitewatch.store import Workspace
-from sitewatch.store.lock import run_lock
 
 if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
@@ -82,7 +81,7 @@ def stack(workspace: PathLike, *, aoi: str | os.PathLike | None = None,
     from sitewatch.stack import build_stack, from_bbox, from_geojson, from_place
 
     epsg = _parse_epsg(crs)
-    with run_lock(workspace, "sitewatch stack"), Workspace.open(workspace) as ws:
+    with Workspace.open(workspace) as ws:
         if place is not None and aoi is not None:
             raise SitewatchError("give either --aoi or --place, not both")
         if place is not None:
@@ -103,8 +102,7 @@ def detect(workspace: PathLike, aoi: str, *, method: str = "default",
     """Detect change in the stack of ``aoi`` and store the layers (``sitewatch detect``)."""
     from sitewatch.detect import detect as _detect
 
-    with run_lock(workspace, "sitewatch detect"):
-        return _detect(workspace, aoi, method=method, dates=dates, on_progress=on_progress)
+    return _detect(workspace, aoi, method=method, dates=dates, on_progress=on_progress)
 
 
 def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str = "default",
@@ -124,8 +122,7 @@ def track(workspace: PathLike, aoi: str, *, min_area_m2: float | None = None,
     """Find, measure, type and track the sites of a stacked AOI (``sitewatch track``)."""
     from sitewatch.sites import extract_sites
 
-    with run_lock(workspace, "sitewatch track"):
-        return extract_sites(workspace, aoi, min_area_m2=min_area_m2, on_progress=on_progress)
+    return extract_sites(workspace, aoi, min_area_m2=min_area_m2, on_progress=on_progress)
 
 
 def sites(workspace: PathLike, *, aoi: str | None = None) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from sitewatch.errors import SitewatchError
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.store.lock import holds_run_lock
 
 #: Method name of the time-series break detection.
 TIMESERIES = "timeseries"
@@ -81,6 +82,7 @@ def latest_stack(ws: Workspace, aoi: str) -> dict:
     return rows[0]
 
 
+@holds_run_lock("sitewatch detect")
 def detect(
     workspace: str | Path | Workspace,
     aoi: str,

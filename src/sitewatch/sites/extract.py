@@ -57,6 +57,7 @@ from sitewatch.sites.signature import DateSignature, site_signature
 from sitewatch.stack import Grid, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.store.lock import holds_run_lock
 from sitewatch.validate import positive_number
 
 #: Fewest acquisitions for the time-series path; shorter stacks use the pairwise change map.
@@ -97,6 +98,7 @@ class SitesResult:
     discarded: dict[str, int]  # change type -> number of polygons not of interest
 
 
+@holds_run_lock("sitewatch track")
 def extract_sites(
     workspace: str | Path | Workspace,
     aoi: str,

@@ -34,6 +34,7 @@ from sitewatch.stack.grid import Grid, grid_for
 from sitewatch.stack.passes import HALO, AcquisitionOutcome
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.store.lock import holds_run_lock
 from sitewatch.validate import fraction, positive_number
 
 #: Zarr chunk side (pixels); blocks are multiples of it.
@@ -74,6 +75,7 @@ class StackResult:
                    properties["reference"], run_id, outcomes)
 
 
+@holds_run_lock("sitewatch stack")
 def build_stack(
     workspace: str | Path | Workspace,
     aoi: AOI,

@@ -1,6 +1,9 @@
 """One writing run at a time per workspace, and the leftovers of killed runs swept away.
 
-``stack``, ``detect``, ``track`` and ``watch run`` hold :func:`run_lock` on their workspace: an
+``stack``, ``detect``, ``track`` and ``watch run`` hold :func:`run_lock` on their workspace (the
+stage functions themselves, :func:`sitewatch.stack.build_stack`, :func:`sitewatch.detect.detect`
+and :func:`sitewatch.sites.extract_sites`, take it through :func:`holds_run_lock`, so a Python
+caller is kept out as the command line is): an
 advisory exclusive lock (POSIX ``flock``) on ``.sitewatch-run.lock`` in the workspace
 directory, released by the operating system when the process ends, however it ends. A second
 writing run on the same workspace gets a one-line error naming the run that holds it; reads
@@ -17,13 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sitewatch.errors import SitewatchError
+from sitewatch.store.workspace import Workspace
 
 LOCK_NAME = ".sitewatch-run.lock"
 #: Where runs write their temporary files, relative to the workspace (searched two levels deep).
@@ -77,6 +82,19 @@ def run_lock(workspace: str | os.PathLike, command: str, *,
         del _held[root]
         os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock
+
+
+def holds_run_lock(command: str) -> Callable[[Callable], Callable]:
+    """Decorate a stage function whose first argument is a workspace (a path or an open
+    :class:`~sitewatch.store.Workspace`) so that it runs under :func:`run_lock` for ``command``."""
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def locked(workspace, *args, **kwargs):
+            root = workspace.root if isinstance(workspace, Workspace) else workspace
+            with run_lock(root, command):
+                return function(workspace, *args, **kwargs)
+        return locked
+    return decorate
 
 
 def sweep_leftovers(root: Path) -> list[Path]:
