@@ -1,9 +1,11 @@
 """The evidence report on a small simulated workspace: content, self-containment, determinism,
 the analyst layer kept apart, degraded workspaces, and a safe output folder."""
 
+import os
 import re
 import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,6 +195,18 @@ def test_foreign_or_unwritable_out_dir_is_refused_and_left_alone(workspace, tmp_
     with pytest.raises(SitewatchError, match="no stack for AOI 'elsewhere'"):
         build_report(workspace, tmp_path / "new", aoi="elsewhere")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt", "thesis"]
+
+
+def test_a_mount_point_as_out_dir_is_refused_before_any_work(workspace, tmp_path, monkeypatch):
+    mount = tmp_path / "usb"
+    mount.mkdir()
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda path: Path(path) == mount or
+                        real_ismount(path))
+    with pytest.raises(SitewatchError, match="is a mount point") as info:
+        build_report(workspace, mount)
+    assert str(mount / "report") in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["usb"]
 
 
 def test_a_failed_build_leaves_the_previous_report(analysed, monkeypatch):

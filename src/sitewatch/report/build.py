@@ -318,6 +318,9 @@ def _check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise SitewatchError("exists, is not empty and was not made by 'sitewatch report'; "
                              "choose another --out directory", out)
+    if os.path.ismount(out):
+        raise SitewatchError("is a mount point, and a report replaces its whole folder; give a "
+                             f"folder inside it, such as {out / 'report'}", out)
 
 
 def _temporary_dir(out: Path) -> Path:
@@ -333,10 +336,17 @@ def _swap(tmp: Path, out: Path) -> None:
     """Put the finished folder ``tmp`` in place of ``out`` (two renames; the old report is
     deleted only once the new one is in place)."""
     tmp.chmod(0o755)
-    if not out.exists():
-        os.replace(tmp, out)
-        return
     old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old)
+    try:
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old.exists():
+                os.replace(old, out)  # the previous report back in its place
+            raise
+    except OSError as exc:
+        raise SitewatchError(f"cannot put the report in place ({exc.strerror or exc}); choose "
+                             "another --out directory", out) from exc
+    shutil.rmtree(old, ignore_errors=True)
