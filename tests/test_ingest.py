@@ -371,6 +371,37 @@ def test_fifo_in_a_folder_is_skipped_unopened(tmp_path):
     assert len(report.added) == 1 and report.skipped == []
 
 
+def _unlistable(monkeypatch, *folders):
+    """Make ``Path.iterdir`` refuse ``folders`` as a folder without read permission does (the
+    tests may run as root, whom chmod does not stop)."""
+    listing = Path.iterdir
+
+    def iterdir(self):
+        if self in folders:
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+
+
+def test_an_unreadable_subfolder_is_skipped_and_reported(tmp_path, monkeypatch):
+    folder = tmp_path / "d"
+    (folder / "locked").mkdir(parents=True)
+    write_geotiff(folder / "img_20190103.tif", np.ones((1, 8, 8), np.uint8))
+    _unlistable(monkeypatch, folder / "locked")
+    report = sitewatch.ingest([folder], tmp_path / "ws")
+    assert len(report.added) == 1
+    assert report.skipped == [(str(folder / "locked"),
+                               "cannot read the folder (Permission denied)")]
+
+
+def test_an_unreadable_folder_named_explicitly_is_a_clear_error(populated, tmp_path,
+                                                                monkeypatch):
+    (tmp_path / "locked").mkdir()
+    _unlistable(monkeypatch, tmp_path / "locked")
+    _assert_refused(*populated, [tmp_path / "locked"], r"cannot read this folder \(Permission")
+
+
 def test_fifo_named_explicitly_is_a_clear_error(populated, tmp_path):
     os.mkfifo(tmp_path / "p.json")
     with _time_limit(10):

@@ -65,6 +65,9 @@ def describe(
     for candidate in candidates:
         if on_progress:
             on_progress(str(candidate.path))
+        if candidate.kind == "unreadable":
+            skipped.append((str(candidate.path), candidate.reason))
+            continue
         try:
             scenes.extend(_describe(candidate, georef_dir))
         except raster.NotGeoreferencedError as exc:

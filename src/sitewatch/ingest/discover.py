@@ -36,11 +36,12 @@ CATALOG_NAMES = ("catalog.json", "collection.json")
 class Candidate:
     """Something that should yield one or more scenes."""
 
-    kind: str  # "file" | "band_folder" | "stac" | "xbd" | "eopatch"
+    kind: str  # "file" | "band_folder" | "stac" | "xbd" | "eopatch" | "unreadable"
     path: Path
     explicit: bool  # named by the user (errors) rather than found in a folder (skips)
     band_files: tuple[tuple[str, Path], ...] = ()
     labels: Path | None = None
+    reason: str = ""  # why an "unreadable" folder could not be searched
 
 
 def discover(path: str | os.PathLike) -> list[Candidate]:
@@ -56,6 +57,8 @@ def discover(path: str | os.PathLike) -> list[Candidate]:
         raise SitewatchError("not a regular file or folder (a FIFO, socket or device); give "
                              "an image file or a folder of them", path)
     found = list(_walk(path, visited=set()))
+    if len(found) == 1 and found[0].kind == "unreadable" and found[0].path == path:
+        raise SitewatchError(found[0].reason, path)
     if not found:
         raise SitewatchError(
             "no imagery found in this folder (looked for GeoTIFF/COG, JPEG2000, ENVI, VRT, "
@@ -94,7 +97,12 @@ def _walk(folder: Path, visited: set[tuple[int, int]]) -> Iterator[Candidate]:
     if eopatch.is_eopatch(folder):
         yield Candidate("eopatch", folder, explicit=False)
         return
-    entries = _entries(folder)
+    try:
+        entries = _entries(folder)
+    except OSError as exc:  # a folder we may not list: skipped, and the ingest report says so
+        yield Candidate("unreadable", folder, explicit=False,
+                        reason=f"cannot read the folder ({exc.strerror or exc})")
+        return
     band_files = {}
     for entry, mode in entries:
         match = sensors.BAND_FILE.search(entry.name) if stat.S_ISREG(mode) else None
