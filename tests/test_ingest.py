@@ -399,7 +399,7 @@ def test_an_unreadable_folder_named_explicitly_is_a_clear_error(populated, tmp_p
                                                                 monkeypatch):
     (tmp_path / "locked").mkdir()
     _unlistable(monkeypatch, tmp_path / "locked")
-    _assert_refused(*populated, [tmp_path / "locked"], r"cannot read this folder \(Permission")
+    _assert_refused(*populated, [tmp_path / "locked"], r"cannot read the folder \(Permission")
 
 
 def test_fifo_named_explicitly_is_a_clear_error(populated, tmp_path):
