@@ -1,7 +1,10 @@
 import contextlib
+import http.server
 import json
 import os
+import re
 import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,6 +171,33 @@ def test_stac_catalog_items_become_scenes(tmp_path):
     assert [r["acquired"] for r in rows] == ["2019-03-01T08:00:00Z", "2019-03-02T08:00:00Z"]
     assert all(r["date_source"] == "stac" and r["cloud_cover"] == 12.5 for r in rows)
     assert rows[0]["sensor"] == "sentinel-2" and len(rows[0]["bands"]) == 4
+
+
+def test_a_catalog_linking_to_a_remote_child_is_refused_without_a_request(populated, tmp_path):
+    """Issue 21: a remote child link made a network request; ingest downloads nothing."""
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the name http.server calls)
+            requests.append(self.path)
+            self.send_error(404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        catalog = pystac.Catalog("test", "catalog with a remote child")
+        catalog.normalize_hrefs(str(tmp_path / "stac"))
+        child = f"http://127.0.0.1:{server.server_port}/child/catalog.json"
+        catalog.add_link(pystac.Link("child", child, media_type="application/json"))
+        catalog.save(pystac.CatalogType.SELF_CONTAINED)
+        _assert_refused(*populated, [tmp_path / "stac"],
+                        f"links to {re.escape(child)}, which is not on this machine")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert requests == []
 
 
 # -- bad input: one clear error, workspace exactly as it was ---------------------------------

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pystac
+from pystac.stac_io import DefaultStacIO
 
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import raster, sensors
@@ -21,6 +23,19 @@ from sitewatch.ingest.sensors import BandSpec
 _RASTER_MEDIA = ("image/tiff", "image/jp2", "application/x-hdf")
 #: Marks the items read from an ItemCollection file (see :func:`describe_item`).
 _IN_ITEM_COLLECTION = "sitewatch:in_item_collection"
+
+
+class LocalStacIO(DefaultStacIO):
+    """pystac's reader for files on disk only: a link to an ``http(s)`` or other remote href
+    is refused with a :class:`SitewatchError` instead of being downloaded (ingest works
+    offline and reads nothing it was not given)."""
+
+    def read_text_from_href(self, href: str) -> str:
+        scheme = urlparse(href).scheme
+        if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
+            raise SitewatchError(f"the catalog links to {href}, which is not on this machine; "
+                                 "ingest reads local catalogs only and downloads nothing")
+        return super().read_text_from_href(href)
 
 
 def is_stac_json(path: Path) -> bool:
@@ -54,7 +69,13 @@ def read_items(path: Path) -> list[pystac.Item]:
                 item.set_self_href(str(path.resolve()))
         return items
     try:
-        stac_object = pystac.read_file(str(path))
+        kinds = {"Catalog": pystac.Catalog, "Collection": pystac.Collection}
+        kind = kinds.get(document.get("type")) if isinstance(document, dict) else None
+        # Catalog.from_file keeps the reader for the links it resolves later; read_file does not.
+        stac_object = (kind.from_file(str(path), stac_io=LocalStacIO()) if kind else
+                       pystac.read_file(str(path), stac_io=LocalStacIO()))
+    except SitewatchError as exc:
+        raise SitewatchError(exc.reason, path) from None
     except (pystac.STACError, json.JSONDecodeError, KeyError, ValueError) as exc:
         raise SitewatchError(f"not a readable STAC file ({exc}); check its JSON", path) from exc
     if isinstance(stac_object, pystac.Item):
@@ -62,6 +83,8 @@ def read_items(path: Path) -> list[pystac.Item]:
     try:
         return list(stac_object.get_items(recursive=True))
     except (pystac.STACError, FileNotFoundError, json.JSONDecodeError) as exc:
+        if isinstance(exc.__cause__, SitewatchError):  # LocalStacIO refused a remote link
+            raise SitewatchError(exc.__cause__.reason, path) from None
         raise SitewatchError(
             f"a linked catalog or item cannot be read ({exc}); is the catalog complete?", path
         ) from exc
