@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 import shapely
 from rasterio.transform import from_origin
 
@@ -126,3 +127,46 @@ def test_compare_counts_destroyed_buildings(tmp_path):
     assert sum(f["properties"]["damaged"] for f in written["features"]) == 3
     assert written["damage"]["damaged"] == 3
     assert isinstance(count_damage([], 1.0), DamageCount)
+
+
+def test_track_counts_the_buildings_and_the_report_says_so(tmp_path):
+    rng = np.random.default_rng(4)
+    ground = 0.3 + 0.02 * rng.standard_normal((3, 200, 200))
+    before, after = ground.copy(), ground + 0.005 * rng.standard_normal((3, 200, 200))
+    for k in range(4):
+        before[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.8
+        after[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.1 + 0.05 * rng.random((3, 20, 20))
+    transform = from_origin(500_000, 3_800_000, 0.5, 0.5)
+    (tmp_path / "imagery").mkdir()
+    for name, day, image in (("before", 1, before), ("after", 9, after)):
+        path = write_geotiff(tmp_path / "imagery" / f"{name}_2024010{day}.tif",
+                             (np.clip(image, 0, 1) * 255).astype(np.uint8), transform=transform)
+        with rasterio.open(path, "r+") as dst:
+            dst.descriptions = ("red", "green", "blue")
+    footprints = tmp_path / "houses.geojson"
+    to_lonlat = rasterio.warp.transform_geom
+    footprints.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {},
+         "geometry": to_lonlat("EPSG:32637", "EPSG:4326", house.__geo_interface__)}
+        for house in _houses()]}))
+    ws = tmp_path / "ws"
+    sitewatch.ingest([tmp_path / "imagery"], ws)
+    sitewatch.stack(ws, aoi="39.0001,34.3405,39.0010,34.3412", name="town")
+    result = sitewatch.track(ws, "town", buildings=footprints)
+
+    with sitewatch.Workspace.open(ws) as workspace:
+        layer = next(r["path"] for r in workspace.rows("rasters", "kind = 'change:change'"))
+        run = workspace.rows("runs", "run_id = ?", (result.run_id,))[0]
+        with rasterio.open(workspace.root / layer) as src:
+            change = src.read(1)
+            grid = Grid(32637, 0.5, src.width, src.height, src.transform.c, src.transform.f)
+    expected = count_damage(assess(change, grid, read_footprints(footprints, grid)),
+                            result.damage["area_km2"])
+    assert result.damage["buildings"] == 4
+    assert result.damage["damaged"] == expected.damaged
+    assert run["parameters"]["damage"]["sentence"] == expected.sentence()
+
+    report = sitewatch.report(ws, tmp_path / "report")
+    html = report.html.read_text()
+    assert expected.sentence()[1:] in html
+    assert f"--buildings {footprints}" in html

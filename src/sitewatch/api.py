@@ -118,11 +118,15 @@ def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str
 
 
 def track(workspace: PathLike, aoi: str, *, min_area_m2: float | None = None,
+          buildings: PathLike | None = None,
           on_progress: Callable[[str, float], None] | None = None) -> SitesResult:
-    """Find, measure, type and track the sites of a stacked AOI (``sitewatch track``)."""
+    """Find, measure, type and track the sites of a stacked AOI (``sitewatch track``);
+    ``buildings``: pre-event footprints to count the destroyed or heavily damaged ones
+    (``result.damage``, stored with the run and shown in the report)."""
     from sitewatch.sites import extract_sites
 
-    return extract_sites(workspace, aoi, min_area_m2=min_area_m2, on_progress=on_progress)
+    return extract_sites(workspace, aoi, min_area_m2=min_area_m2, buildings=buildings,
+                         on_progress=on_progress)
 
 
 def sites(workspace: PathLike, *, aoi: str | None = None) -> list[dict[str, Any]]:

@@ -324,13 +324,19 @@ def track(
     min_area: Annotated[float | None, typer.Option(
         help="Smallest site, m² (default: 20 pixels of the stack, at least 300 for a time "
              "series and 50 for a two-date stack, at most 2000).")] = None,
+    buildings: Annotated[Path | None, typer.Option(
+        help="Pre-event building footprints (vector file or raster mask): count those "
+             "destroyed or heavily damaged.")] = None,
 ) -> None:
     """Find, measure, type and track the sites of an AOI from its stack (replaces its sites)."""
     with _fraction_progress("Tracking sites") as step:
-        result = api.track(workspace, aoi, min_area_m2=min_area, on_progress=step)
+        result = api.track(workspace, aoi, min_area_m2=min_area, buildings=buildings,
+                           on_progress=step)
     dropped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in result.discarded.items())
     out.print(f"{len(result.sites)} site(s) in {aoi!r}" + (f" ({dropped} left out as not of "
                                                           "interest)" if dropped else ""))
+    if result.damage:
+        out.print(f"Damage: {result.damage['sentence']}")
     _print_sites(api.sites(workspace, aoi=aoi))
 
 

@@ -143,7 +143,7 @@ def _gather(ws: Workspace, names: list[str], tmp: Path, title: str | None, full_
                     key=lambda s: (-(s["area_m2"] or 0.0), s["site_id"]))
     full_ids = {s["site_id"] for s in ranked[:full_sites]}
     steps, done = len(full_ids) + len(names), 0
-    sections, pairs, scene_ids = [], [], set()
+    sections, pairs, scene_ids, damages = [], [], set(), []
     for name in names:
         progress(f"Drawing the overview of {name}", 0.9 * done / steps)
         imagery = StackImagery.open(ws, name)
@@ -174,7 +174,10 @@ def _gather(ws: Workspace, names: list[str], tmp: Path, title: str | None, full_
             aoi_pairs.append((site, observations))
         scenes = imagery.all_scenes
         scene_ids |= {s["scene_id"] for s in scenes}
-        sections.append(AOISection(name, findings_summary(aoi_pairs), overview, shown,
+        damage = _damage_sentence(ws, name)
+        damages.append(f"In {name}: {damage}" if damage else "")
+        summary = findings_summary(aoi_pairs) + (f" {damage}" if damage else "")
+        sections.append(AOISection(name, summary, overview, shown,
                                    imagery.grid, imagery.dates, scenes, imagery.credit(),
                                    imagery.path, full, others))
         pairs += aoi_pairs
@@ -185,7 +188,7 @@ def _gather(ws: Workspace, names: list[str], tmp: Path, title: str | None, full_
         title=title or f"sitewatch report: {', '.join(names)}",
         version=__version__,
         workspace=str(ws.root),
-        summary=findings_summary(pairs),
+        summary=" ".join([findings_summary(pairs), *filter(None, damages)]),
         aois=sections,
         workspace_notes=[_about(n) for n in notes
                          if n["subject"] is None or n["subject"] in scene_ids],
@@ -236,6 +239,19 @@ def _about(note: dict) -> dict:
     return {**note, "text": f"On scene {note['subject']}: {note['text']}"}
 
 
+def _damage_sentence(ws: Workspace, aoi: str) -> str | None:
+    """The damage count of the AOI's newest sites run, as a sentence ("37 of 120 structures
+    destroyed or heavily damaged in 0.80 km² (...)."), or None if it was run without
+    ``--buildings``."""
+    runs = [r for r in ws.rows("runs", "stage = 'sites'", order_by="started_at DESC, run_id DESC")
+            if (r["inputs"] or {}).get("aoi") == aoi]
+    damage = (runs[0]["parameters"] or {}).get("damage") if runs else None
+    if not damage:
+        return None
+    sentence = damage["sentence"]
+    return sentence[0].upper() + sentence[1:] + "."
+
+
 def _runs(ws: Workspace, names: list[str]) -> list[dict]:
     """The runs that concern the reported AOIs (and those of no AOI: ingest), oldest first."""
     aoi_of = {r["run_id"]: r["aoi"] for r in ws.rows("rasters") if r["run_id"]}
@@ -275,8 +291,10 @@ def _commands(ws: Workspace, runs: list[dict], outlined: list[str], aoi: str | N
                 command += ["--dates", *parameters["dates"]]
             commands.append(command)
         elif stage == "sites":
+            damage = parameters.get("damage") or {}
             commands.append(["sitewatch", "track", *workspace, "--aoi", inputs["aoi"],
-                             "--min-area", f"{parameters['min_area_m2']:g}"])
+                             "--min-area", f"{parameters['min_area_m2']:g}",
+                             *(["--buildings", damage["buildings_file"]] if damage else [])])
     commands += places
     report = ["sitewatch", "report", *workspace, "--out", str(out)]
     report += (["--aoi", aoi] if aoi else []) + (["--title", title] if title else [])

@@ -96,6 +96,9 @@ class SitesResult:
     epsg: int
     sites: list[Site]
     discarded: dict[str, int]  # change type -> number of polygons not of interest
+    #: With ``buildings``: :meth:`sitewatch.sites.damage.DamageCount.to_dict`, its
+    #: ``sentence`` and the ``buildings`` file; else None.
+    damage: dict | None = None
 
 
 @holds_run_lock("sitewatch track")
@@ -104,9 +107,15 @@ def extract_sites(
     aoi: str,
     *,
     min_area_m2: float | None = None,
+    buildings: str | Path | None = None,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> SitesResult:
-    """Find, measure, type and track the sites of ``aoi``; store them (see module docstring)."""
+    """Find, measure, type and track the sites of ``aoi``; store them (see module docstring).
+
+    ``buildings`` is a file of pre-event building footprints (a vector layer in any CRS GDAL
+    reads, or a raster mask): each is assessed against the AOI's change map and the count of
+    those destroyed or heavily damaged, with its 90 % interval, is stored with the run
+    (:mod:`sitewatch.sites.damage`), shown by ``track`` and in the report."""
     progress = on_progress or (lambda message, fraction: None)
     if min_area_m2 is not None:
         min_area_m2 = positive_number(min_area_m2, "the smallest site (--min-area), m²",
@@ -132,9 +141,13 @@ def extract_sites(
             layers = _detect_layers(ws, aoi, stack, TIMESERIES, progress)
             sites, discarded = _series_sites(ws, layers, dataset, grid, places, borders,
                                              min_area_m2, aoi, progress)
+        damage = None
+        if buildings is not None:
+            progress("Assessing the buildings", 0.95)
+            damage = _damage(ws, layers, grid, buildings, series)
         carry_identities(ws, aoi, sites, grid.epsg)
         run_id = f"sites-{uuid.uuid4().hex[:12]}"
-        result = SitesResult(aoi, run_id, grid.epsg, sites, discarded)
+        result = SitesResult(aoi, run_id, grid.epsg, sites, discarded, damage)
         _store(ws, result, stack, layers, started, min_area_m2)
         progress("Done", 1.0)
         return result
@@ -225,6 +238,24 @@ def _two_date_sites(ws: Workspace, layers: dict[str, str], grid: Grid, places, b
     return pairwise_sites(change, kinds, grid, (dates[0], dates[-1]), places=places,
                           borders=borders, min_area_m2=min_area_m2, prefix=aoi,
                           score=score, threshold=threshold)
+
+
+def _damage(ws: Workspace, layers: dict[str, str], grid: Grid, buildings: str | Path,
+            series: bool) -> dict:
+    """The damage count of the footprints in ``buildings`` over the AOI's change map: the
+    pairwise change of a two-date stack, the persistent breaks of a time series. The area is
+    that of the AOI's valid pixels."""
+    from sitewatch.sites.damage import assess, count_damage, read_footprints
+
+    with rasterio.open(ws.root / layers["change" if not series else "persistent"]) as src:
+        change = src.read(1)
+        if series:  # 1 where a persistent break, 0 elsewhere, 255 where never observed
+            change = np.where(src.read_masks(1) == 0, 255, change.astype(bool)).astype(np.uint8)
+    assessed = assess(change, grid, read_footprints(buildings, grid))
+    area_km2 = float(np.sum(change != 255)) * grid.resolution ** 2 / 1e6
+    count = count_damage(assessed, area_km2)
+    return {**count.to_dict(), "sentence": count.sentence(),
+            "buildings_file": str(Path(buildings).expanduser().resolve())}
 
 
 def _detect_layers(ws: Workspace, aoi: str, stack: dict, method: str,
@@ -336,6 +367,7 @@ def _store(ws: Workspace, result: SitesResult, stack: dict, layers: dict, starte
         txn.insert("runs", {
             "run_id": result.run_id, "stage": "sites", "started_at": started,
             "finished_at": now_iso(), "status": "ok", "sitewatch_version": __version__,
-            "parameters": {"min_area_m2": min_area_m2, "discarded": result.discarded},
+            "parameters": {"min_area_m2": min_area_m2, "discarded": result.discarded,
+                           **({"damage": result.damage} if result.damage else {})},
             "inputs": {"aoi": result.aoi, "stack_run": stack["run_id"], "layers": layers},
         })
