@@ -122,3 +122,17 @@ def test_full_disk_is_one_line_naming_the_workspace_with_the_store_unchanged(tmp
         txn.insert("places", {"geom": shapely.Point(0, 0), "name": "after", "kind": "town"})
     assert ws.count("places") == 1
     ws.close()
+
+
+def test_a_workspace_that_cannot_be_created_leaves_no_empty_folders(tmp_path, monkeypatch):
+    from sitewatch.store import geopackage
+
+    def full(conn):
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise error
+
+    monkeypatch.setattr(geopackage, "initialise", full)
+    with pytest.raises(SitewatchError, match="disk is full"):
+        Workspace.open(tmp_path / "new" / "ws", create=True)
+    assert list(tmp_path.iterdir()) == []

@@ -257,8 +257,20 @@ def _check_schema(conn: sqlite3.Connection, gpkg: Path) -> None:
 
 
 def _create_gpkg(gpkg: Path) -> None:
-    """Write a complete, empty workspace GeoPackage at ``gpkg`` atomically."""
-    gpkg.parent.mkdir(parents=True, exist_ok=True)
+    """Write a complete, empty workspace GeoPackage at ``gpkg`` atomically; if that fails (a
+    full disk), the folders made for it are removed again."""
+    made = [folder for folder in (gpkg.parent, *gpkg.parent.parents) if not folder.exists()]
+    try:
+        gpkg.parent.mkdir(parents=True, exist_ok=True)
+        _write_empty_gpkg(gpkg)
+    except BaseException:
+        for folder in made:  # deepest first; a folder something else wrote into stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _write_empty_gpkg(gpkg: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=".sitewatch-", suffix=".gpkg.tmp", dir=gpkg.parent)
     os.close(fd)
     tmp = Path(tmp_name)
