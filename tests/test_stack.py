@@ -162,7 +162,7 @@ def test_xview2_pre_and_post_land_on_one_utm_grid(tmp_path, data_dir):
 def test_block_size_follows_the_memory_budget():
     assert _block_side(4, 256) < _block_side(4, 2048)
     side = _block_side(13, 512)
-    assert side % 512 == 0 and (side + 128) ** 2 * (2 * 13 + 12) * 8 <= 512 * 2**20 * 1.3
+    assert side % 512 == 0 and (side + 128) ** 2 * (2 * 13 + 12) * 12 <= 512 * 2**20 * 1.3
 
 
 def test_bad_aoi_inputs(sim, tmp_path):
@@ -184,7 +184,7 @@ def test_bad_aoi_inputs(sim, tmp_path):
 @pytest.mark.parametrize(("options", "message"), [
     ({"resolution": 0}, "resolution"), ({"resolution": float("nan")}, "resolution"),
     ({"min_clear_fraction": 2}, "fraction from 0 to 1"), ({"memory_mb": 0}, "memory budget"),
-    ({"memory_mb": -5}, "memory budget")])
+    ({"memory_mb": -5}, "memory budget"), ({"memory_mb": 64}, "at least 256 MB")])
 def test_bad_numbers_are_refused_before_anything_is_read(tmp_path, options, message):
     """Issue 21: --res 0, --min-clear 2 and a memory budget of 0 or below were taken."""
     from sitewatch.stack import build_stack, from_bbox

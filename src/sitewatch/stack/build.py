@@ -41,6 +41,12 @@ from sitewatch.validate import fraction, positive_number
 CHUNK = 512
 #: Share (percent) of ``memory_mb`` given to GDAL's block cache; the rest sizes the blocks.
 GDAL_CACHE_SHARE = 20
+#: Smallest memory budget (MiB) a stack can keep to: the smallest block (one chunk with its
+#: halo), GDAL's cache floor and the per-acquisition passes before the writing pass.
+#: Measured with ``python bench/stack_memory.py --size 2048 --dates 12 --memory-mb M``: the
+#: peak resident memory beyond the ~250 MB the program takes with nothing to do was 185 MB at
+#: M = 64 and 180 MB at M = 128, whatever M; a budget below it cannot be kept.
+MIN_MEMORY_MB = 256
 NORMALISATION_METHODS = ("irmad", "histogram", "none")
 COREGISTRATION_METHODS = ("global", "local", "none")
 
@@ -105,6 +111,9 @@ def build_stack(
         resolution = positive_number(resolution, "the resolution (--res), metres")
     min_clear_fraction = fraction(min_clear_fraction, "the least clear share (--min-clear)")
     memory_mb = math.ceil(positive_number(memory_mb, "the memory budget (--memory-mb), MB"))
+    if memory_mb < MIN_MEMORY_MB:
+        raise SitewatchError(f"the memory budget (--memory-mb) must be at least {MIN_MEMORY_MB} "
+                             f"MB, the least a stack can keep to; got {memory_mb}")
     if normalisation not in NORMALISATION_METHODS:
         raise SitewatchError(f"unknown normalisation {normalisation!r}; choose one of "
                              f"{', '.join(NORMALISATION_METHODS)}")
@@ -206,9 +215,11 @@ def _block_side(n_bands: int, memory_mb: int) -> int:
 
     Per pixel of a block (with halo) the writing pass holds the bands of the acquisition and of
     the reference as float32, plus masks and cloud-detection temporaries: about
-    ``(2 * n_bands + 12) * 4`` bytes, doubled for safety.
+    ``(2 * n_bands + 12) * 4`` bytes, and three times that in copies and resampling buffers (on
+    4 bands, going from 512 to 1024 px blocks raised the peak by 235 bytes per added pixel,
+    ``bench/stack_memory.py``).
     """
-    per_pixel = (2 * n_bands + 12) * 4 * 2
+    per_pixel = (2 * n_bands + 12) * 4 * 3
     side = math.isqrt(max(1, memory_mb * 2**20 // per_pixel)) - 2 * HALO
     return max(CHUNK, side // CHUNK * CHUNK)
 
