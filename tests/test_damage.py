@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyogrio.raw
 import pytest
 import rasterio
 import rasterio.warp
@@ -165,6 +166,14 @@ def test_track_counts_the_buildings_and_the_report_says_so(tmp_path):
     assert result.damage["buildings"] == 4
     assert result.damage["damaged"] == expected.damaged
     assert run["parameters"]["damage"]["sentence"] == expected.sentence()
+
+    exported = json.loads((tmp_path / "sites.geojson").read_text()) if sitewatch.export(
+        ws, tmp_path / "sites.geojson") else {}
+    assert exported["sitewatch:damage"][0]["damaged"] == expected.damaged
+    sitewatch.export(ws, tmp_path / "sites.gpkg")
+    _, _, _, fields = pyogrio.raw.read(tmp_path / "sites.gpkg", layer="damage",
+                                       columns=["finding"], read_geometry=False)
+    assert fields[0].tolist() == [expected.sentence()]
 
     report = sitewatch.report(ws, tmp_path / "report")
     html = report.html.read_text()

@@ -142,13 +142,13 @@ def test_geopackage_layers_crs_counts_and_attributes(exported):
     layers = dict(pyogrio.list_layers(path))
     assert layers == {"sites": "MultiPolygon", "observations": "MultiPolygon",
                       "places": "Point", "borders": "LineString", "events": "Point",
-                      "assessments": None}
+                      "assessments": None, "damage": None}
     counts = {"sites": 2, "observations": 6, "places": 1, "borders": 1, "events": 1,
-              "assessments": 1}
+              "assessments": 1, "damage": 0}
     for layer, count in counts.items():
         info = pyogrio.read_info(path, layer=layer)
         assert info["features"] == count, layer
-        assert info["crs"] == (None if layer == "assessments" else "EPSG:4326"), layer
+        assert info["crs"] == (None if layer in ("assessments", "damage") else "EPSG:4326"), layer
 
     sites = _read_layer(path, "sites")
     assert list(sites) == [name for name, _ in exports.SITE_FIELDS]

@@ -240,12 +240,11 @@ def _about(note: dict) -> dict:
 
 
 def _damage_sentence(ws: Workspace, aoi: str) -> str | None:
-    """The damage count of the AOI's newest sites run, as a sentence ("37 of 120 structures
-    destroyed or heavily damaged in 0.80 km² (...)."), or None if it was run without
-    ``--buildings``."""
-    runs = [r for r in ws.rows("runs", "stage = 'sites'", order_by="started_at DESC, run_id DESC")
-            if (r["inputs"] or {}).get("aoi") == aoi]
-    damage = (runs[0]["parameters"] or {}).get("damage") if runs else None
+    """The damage count of the AOI's newest sites run as a sentence ("37 of 120 structures
+    destroyed or heavily damaged in 0.80 km² (...)."), or None if it counted no buildings."""
+    from sitewatch.sites.damage import stored_damage
+
+    damage = stored_damage(ws, aoi)
     if not damage:
         return None
     sentence = damage["sentence"]

@@ -9,12 +9,14 @@ and latitude degrees. Analyst records (collateral events, assessments) are marke
 GeoJSON (``.geojson``)
     The sites only, as an RFC 7946 FeatureCollection: lon/lat, polygon rings right-handed
     (exterior counter-clockwise, holes clockwise), coordinates rounded to 7 decimals (about 1 cm),
-    ``phases`` as the stored list of ``{"phase", "first_observed", "after"}`` objects.
+    ``phases`` as the stored list of ``{"phase", "first_observed", "after"}`` objects. AOIs
+    whose buildings were counted (``track --buildings``) add a ``sitewatch:damage`` member to the
+    collection: one record of :data:`DAMAGE_FIELDS` per AOI.
 GeoPackage (``.gpkg``, OGC 12-128r18, written through GDAL by pyogrio)
     Layers ``sites`` and ``observations`` (MultiPolygon footprints; one observation per site and
     date, observations without a footprint left out), ``places`` (Points), ``borders``
-    (LineStrings), ``events`` (Points) and ``assessments`` (an attribute table without geometry),
-    all in EPSG:4326. Layers without records are still created with their fields. ``phases`` is a
+    (LineStrings), ``events`` (Points), ``assessments`` and ``damage`` (attribute tables without
+    geometry; ``damage`` holds the building counts of :data:`DAMAGE_FIELDS`), all in EPSG:4326. Layers without records are still created with their fields. ``phases`` is a
     compact text, e.g. "cleared 2019-05-15 (after 2019-04-30); under_construction 2019-06-15
     (after 2019-05-15)".
 KML 2.2 (``.kml``, OGC 07-147r2) and KMZ (``.kmz``: the same document as ``doc.kml`` in a zip)
@@ -65,6 +67,7 @@ from shapely.geometry.base import BaseGeometry
 
 from sitewatch.csvcells import safe_cell
 from sitewatch.errors import SitewatchError
+from sitewatch.sites.damage import stored_damage
 from sitewatch.store import Workspace
 
 #: Export format names and the file extension each is recognised by.
@@ -99,6 +102,9 @@ ASSESSMENT_FIELDS = (("assessment_id", "text"), ("origin", "text"), ("site_id", 
                      ("judgement", "text"), ("confidence", "text"), ("probability_low", "real"),
                      ("probability_high", "real"), ("author", "text"), ("assessed", "text"),
                      ("notes", "text"))
+DAMAGE_FIELDS = (("aoi", "text"), ("buildings", "integer"), ("damaged", "integer"),
+                 ("area_km2", "real"), ("estimate", "real"), ("low_90", "real"),
+                 ("high_90", "real"), ("finding", "text"))
 
 #: Outline colour (RGB hex) of each change type in KML; fills are the same colour, 25 % opaque.
 CHANGE_TYPE_COLOURS = {
@@ -122,6 +128,7 @@ class _Content:
     borders: list[dict[str, Any]]
     events: list[dict[str, Any]]
     assessments: list[dict[str, Any]]
+    damage: list[dict[str, Any]]  # DAMAGE_FIELDS: per AOI, the count of track --buildings
 
 
 def export(workspace: str | os.PathLike, path: str | os.PathLike, *, aoi: str | None = None,
@@ -229,6 +236,10 @@ def _read(workspace: str | os.PathLike, aoi: str | None) -> _Content:
         places = ws.rows("places", order_by="name")
         borders = ws.rows("borders", order_by="name")
         title = ws.root.name if aoi is None else f"{ws.root.name}: {aoi}"
+        damage = [_damage_record(name, count)
+                  for name in ([aoi] if aoi is not None else
+                               sorted({row["name"] for row in ws.rows("aois")}))
+                  if (count := stored_damage(ws, name))]
 
     counts: dict[str, int] = {}
     footprints: dict[str, list[dict[str, Any]]] = {}
@@ -241,7 +252,7 @@ def _read(workspace: str | os.PathLike, aoi: str | None) -> _Content:
     return _Content(title=title,
                     sites=[_site_record(row, counts.get(row["site_id"], 0)) for row in sites],
                     observations=footprints, places=places, borders=borders, events=events,
-                    assessments=assessments)
+                    assessments=assessments, damage=damage)
 
 
 def _no_sites_message(ws: Workspace, aoi: str) -> str:
@@ -323,6 +334,13 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
                              "path", path) from exc
 
 
+def _damage_record(aoi: str, count: Mapping[str, Any]) -> dict[str, Any]:
+    low, high = count["interval_90"]
+    return {"aoi": aoi, "buildings": count["buildings"], "damaged": count["damaged"],
+            "area_km2": count["area_km2"], "estimate": count["estimate"], "low_90": low,
+            "high_90": high, "finding": count["sentence"]}
+
+
 def _write_geojson(content: _Content, path: Path) -> None:
     features = []
     for site in content.sites:
@@ -333,6 +351,8 @@ def _write_geojson(content: _Content, path: Path) -> None:
                              geometry),
                          "properties": properties})
     document = {"type": "FeatureCollection", "features": features}
+    if content.damage:
+        document["sitewatch:damage"] = content.damage
     path.write_text(json.dumps(document, ensure_ascii=False, allow_nan=False), encoding="utf-8")
 
 
@@ -379,6 +399,9 @@ def _write_gpkg(content: _Content, path: Path) -> None:
          "Collateral events entered by analysts, with their sources (origin analyst)."),
         ("assessments", content.assessments, ASSESSMENT_FIELDS, None,
          "Analyst judgements about sites with estimative confidence (origin analyst)."),
+        ("damage", content.damage, DAMAGE_FIELDS, None,
+         "Buildings destroyed or heavily damaged per AOI (track --buildings): the count, the "
+         "number it implies (estimate) and its 90 % interval."),
     )
     for layer, records, fields, geometry_type, description in layers:
         field_data, field_mask = zip(*(_column([r[name] for r in records], kind)

@@ -167,3 +167,12 @@ def _reprojected(polygons: Sequence[shapely.Polygon], source: CRS,
     transformer = Transformer.from_crs(source, target, always_xy=True)
     return [shapely.transform(p, lambda xy: np.column_stack(transformer.transform(*xy.T)))
             for p in polygons]
+
+
+def stored_damage(ws, aoi: str) -> dict | None:
+    """The damage count stored with the newest sites run of ``aoi`` in the open workspace
+    ``ws`` (``track --buildings``; the keys of :meth:`DamageCount.to_dict`, ``sentence`` and
+    ``buildings_file``), or None when that run counted no buildings."""
+    runs = [r for r in ws.rows("runs", "stage = 'sites'", order_by="started_at DESC, run_id DESC")
+            if (r["inputs"] or {}).get("aoi") == aoi]
+    return (runs[0]["parameters"] or {}).get("damage") if runs else None
