@@ -282,6 +282,18 @@ def test_stac_item_with_missing_asset(populated, tmp_path):
     assert "gone_B02.tif" in str(error)
 
 
+def test_stac_item_with_a_remote_asset_is_refused_naming_the_url(populated, tmp_path):
+    """Issue 22: an https asset href was read as a local path ("does not exist")."""
+    url = "https://127.0.0.1:9/S2B_T37SFU_20190301/B04.tif"
+    item = pystac.Item("remote", geometry=None, bbox=None,
+                       datetime=datetime(2019, 3, 1, tzinfo=UTC), properties={})
+    item.add_asset("red", pystac.Asset(url, media_type=pystac.MediaType.COG, roles=["data"]))
+    item.set_self_href(str(tmp_path / "remote.json"))
+    item.save_object(include_self_link=True)
+    _assert_refused(*populated, [tmp_path / "remote.json"],
+                    f"asset 'red' is at {re.escape(url)}, not on this machine")
+
+
 def test_one_bad_path_rejects_the_whole_call(populated, tmp_path):
     good = write_geotiff(tmp_path / "second_20190401.tif", np.ones((1, 8, 8), np.uint8))
     bad = write_geotiff(tmp_path / "plain_20190301.tif", np.ones((1, 8, 8), np.uint8), crs=None)

@@ -31,11 +31,16 @@ class LocalStacIO(DefaultStacIO):
     offline and reads nothing it was not given)."""
 
     def read_text_from_href(self, href: str) -> str:
-        scheme = urlparse(href).scheme
-        if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
+        if _is_remote(href):
             raise SitewatchError(f"the catalog links to {href}, which is not on this machine; "
                                  "ingest reads local catalogs only and downloads nothing")
         return super().read_text_from_href(href)
+
+
+def _is_remote(href: str) -> bool:
+    """Whether ``href`` is a URL of another machine (http, https, s3...), not a local path."""
+    scheme = urlparse(href).scheme
+    return scheme not in ("", "file") and len(scheme) > 1  # one letter: a Windows drive
 
 
 def is_stac_json(path: Path) -> bool:
@@ -105,6 +110,11 @@ def describe_item(item: pystac.Item) -> Scene:
     band_files: dict[str, Path] = {}
     specs: dict[str, BandSpec] = {}
     for key, asset in data_assets.items():
+        if _is_remote(asset.href):
+            raise SitewatchError(
+                f"STAC item {item.id!r}: asset {key!r} is at {asset.href}, not on this machine; "
+                "ingest reads local files only and downloads nothing (download the asset and "
+                "point the item at the file)", item_path)
         href = Path(asset.get_absolute_href() or asset.href)
         if not href.exists():
             raise SitewatchError(
