@@ -16,9 +16,10 @@ GeoPackage (``.gpkg``, OGC 12-128r18, written through GDAL by pyogrio)
     Layers ``sites`` and ``observations`` (MultiPolygon footprints; one observation per site and
     date, observations without a footprint left out), ``places`` (Points), ``borders``
     (LineStrings), ``events`` (Points), ``assessments`` and ``damage`` (attribute tables without
-    geometry; ``damage`` holds the building counts of :data:`DAMAGE_FIELDS`), all in EPSG:4326. Layers without records are still created with their fields. ``phases`` is a
-    compact text, e.g. "cleared 2019-05-15 (after 2019-04-30); under_construction 2019-06-15
-    (after 2019-05-15)".
+    geometry; ``damage`` holds the building counts of :data:`DAMAGE_FIELDS`), all in EPSG:4326.
+    Layers without records are still created with their fields. ``phases`` is a compact text,
+    e.g. "cleared 2019-05-15 (after 2019-04-30); under_construction 2019-06-15 (after
+    2019-05-15)".
 KML 2.2 (``.kml``, OGC 07-147r2) and KMZ (``.kmz``: the same document as ``doc.kml`` in a zip)
     A Document with one Style per change type (distinct outline colours, 25 % opaque fill) and
     the folders "Sites", "Reference places", "Borders" and "Collateral events". Each site has
@@ -67,6 +68,7 @@ from shapely.geometry.base import BaseGeometry
 
 from sitewatch.csvcells import safe_cell
 from sitewatch.errors import SitewatchError
+from sitewatch.report.palette import TYPE_COLOURS
 from sitewatch.sites.damage import stored_damage
 from sitewatch.store import Workspace
 
@@ -106,12 +108,10 @@ DAMAGE_FIELDS = (("aoi", "text"), ("buildings", "integer"), ("damaged", "integer
                  ("area_km2", "real"), ("estimate", "real"), ("low_90", "real"),
                  ("high_90", "real"), ("finding", "text"))
 
-#: Outline colour (RGB hex) of each change type in KML; fills are the same colour, 25 % opaque.
-CHANGE_TYPE_COLOURS = {
-    "new_construction": "ff7f00", "land_clearing": "ffd700", "destruction": "e31a1c",
-    "demolition": "984ea3", "vegetation_loss": "a65628", "seasonal_vegetation": "4daf4a",
-    "unclassified": "999999",
-}
+#: Outline colour (RGB hex, no ``#``) of each change type in KML: the report's palette
+#: (:mod:`sitewatch.report.palette`); fills are the same colour, 25 % opaque.
+CHANGE_TYPE_COLOURS = {change_type: colour.lstrip("#").lower()
+                       for change_type, colour in TYPE_COLOURS.items()}
 _FILL_ALPHA = "40"
 _KML_NAMESPACE = "http://www.opengis.net/kml/2.2"
 _DECIMALS = 7  # of a degree: 1.1 cm of latitude

@@ -54,6 +54,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sitewatch.detect import latest_stack
 from sitewatch.ingest.sensors import LANDSAT_TM, SENTINEL2
+from sitewatch.report.palette import OTHER_COLOUR, TYPE_COLOURS, type_colour
 from sitewatch.sites.measure import measure
 from sitewatch.stack import Grid, open_stack
 from sitewatch.stack.output import CLOUD, NODATA, SHADOW
@@ -87,15 +88,6 @@ KEY_FRAMES = 4
 #: Grey drawn where the stack has no data (RGB, 0..255).
 NODATA_GREY = 128
 
-#: Outline colours by change type (Okabe-Ito colour-blind-safe palette).
-TYPE_COLOURS = {
-    "new_construction": "#E69F00",
-    "land_clearing": "#F0E442",
-    "destruction": "#D55E00",
-    "demolition": "#CC79A7",
-    "vegetation_loss": "#009E73",
-}
-OTHER_COLOUR = "#56B4E9"
 #: Span colours of the timeline by phase.
 PHASE_COLOURS = {
     "intact": "#BBBBBB",
@@ -118,11 +110,6 @@ _EXACT_COLOURS = sorted({tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in 
     *TYPE_COLOURS.values(), *PHASE_COLOURS.values(), OTHER_COLOUR, BORDER_COLOUR, EVENT_COLOUR,
     UNCHANGED_COLOUR, "#FFFFFF", "#000000", "#444444")})
 _COMMON_NAMES = {spec.name: spec.common_name for spec in (*SENTINEL2.values(), *LANDSAT_TM)}
-
-
-def type_colour(change_type: str | None) -> str:
-    """The outline colour of a change type (hex RGB)."""
-    return TYPE_COLOURS.get(change_type or "", OTHER_COLOUR)
 
 
 def words(identifier: str | None) -> str:

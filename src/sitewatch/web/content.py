@@ -23,7 +23,8 @@ from shapely.geometry.base import BaseGeometry
 from sitewatch.analyst.findings import evidence_term, site_findings
 from sitewatch.analyst.records import list_assessments, list_events, list_notes
 from sitewatch.report.document import assessment_line, measurement_rows
-from sitewatch.report.figures import PHASE_COLOURS, type_colour, words
+from sitewatch.report.figures import PHASE_COLOURS, words
+from sitewatch.report.palette import type_colour
 from sitewatch.store import Workspace
 from sitewatch.web.edits import versioned
 from sitewatch.web.imagery import CLOUDY_FRACTION, StackImages, StackView, pick_before_after
