@@ -269,3 +269,23 @@ def test_other_bad_inputs():
         cloud_mask(b, pixel_size_m=10.0, reference={"B04": b["B04"]})
     with pytest.raises(SitewatchError, match="valid mask"):
         cloud_mask(b, pixel_size_m=10.0, valid=np.ones((5, 5), dtype=bool))
+
+
+def test_landsat_bands_reach_the_cloud_tests_by_their_colour_not_by_number():
+    """Issue 23: Landsat TM's B1 (blue), B3 (red), B4 (NIR) were read as Sentinel-2's B01
+    (coastal), B03 (green) and B04 (red)."""
+    from sitewatch.ingest.sensors import LANDSAT_TM, SENTINEL2
+    from sitewatch.stack.clouds import normalise_band_names
+    from sitewatch.stack.passes import cloud_band_keys
+
+    def scene(sensor, specs):
+        return {"sensor": sensor, "bands": [{"name": s.name, "common_name": s.common_name}
+                                            for s in specs]}
+
+    landsat = [spec.name for spec in LANDSAT_TM]
+    keys = cloud_band_keys([scene("landsat-5", LANDSAT_TM)], landsat)
+    assert keys[:4] == ["blue", "green", "red", "nir08"]
+    bands = normalise_band_names({k: np.zeros((2, 2)) for k in keys})
+    assert {"B02", "B03", "B04"} <= set(bands) and "B01" not in bands
+    s2 = list(SENTINEL2)  # its rededge bands share one common name: names are kept
+    assert cloud_band_keys([scene("sentinel-2", SENTINEL2.values())], s2) == s2

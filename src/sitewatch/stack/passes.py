@@ -36,7 +36,7 @@ from scipy import ndimage
 from sitewatch.errors import SitewatchError
 from sitewatch.stack.acquisition import Acquisition
 from sitewatch.stack.aoi import AOI
-from sitewatch.stack.clouds import CloudMask, cloud_mask
+from sitewatch.stack.clouds import COMMON_NAMES, CloudMask, cloud_mask
 from sitewatch.stack.coregister import (
     CoregistrationWarning,
     apply_shift,
@@ -197,6 +197,17 @@ def preview_factor(grid: Grid) -> int:
     return max(1, math.ceil(max(grid.width, grid.height) / PREVIEW_SIZE))
 
 
+def cloud_band_keys(scenes: Sequence[dict], band_names: Sequence[str]) -> list[str]:
+    """The names under which the cloud tests (:mod:`sitewatch.stack.clouds`, which speak
+    Sentinel-2 band names) get each of ``band_names``: a Sentinel-2 band keeps its name, a band
+    of another sensor goes by its common name (Landsat TM's ``B3`` is ``red``, not Sentinel-2's
+    green ``B03``)."""
+    common = {band["name"]: band.get("common_name") for scene in scenes
+              if scene.get("sensor") != "sentinel-2" for band in scene["bands"]}
+    keys = [common[name] if common.get(name) in COMMON_NAMES else name for name in band_names]
+    return keys if len(set(keys)) == len(keys) else list(band_names)
+
+
 def acquisition_clouds(acq: Acquisition, band_names: Sequence[str], data: np.ndarray,
                        valid: np.ndarray, pixel_size_m: float) -> CloudMask:
     """Cloud and shadow masks of ``data`` (bands, rows, cols) of ``acq``; none for 8-bit
@@ -210,7 +221,8 @@ def acquisition_clouds(acq: Acquisition, band_names: Sequence[str], data: np.nda
         empty = np.zeros(valid.shape, bool)
         return CloudMask(empty, empty.copy(), None, "none (8-bit imagery)", valid=valid)
     min_area = VHR_MIN_CLOUD_AREA_M2 if pixel_size_m < VHR_PIXEL_M else MIN_CLOUD_AREA_M2
-    bands = {name: data[i] for i, name in enumerate(band_names)}
+    keys = cloud_band_keys(acq.scenes, band_names)
+    bands = {key: data[i] for i, key in enumerate(keys)}
     return cloud_mask(bands, pixel_size_m=pixel_size_m, valid=valid,
                       min_cloud_area_m2=min_area, **acq.sun_angles)
 
