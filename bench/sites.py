@@ -100,7 +100,7 @@ def score_sites(found: list[dict], truth: list[dict], dates: list[str]) -> dict:
     onset errors in acquisitions, and the length/width errors of matched sites.
     """
     scores = {"tp": 0, "fn": 0, "fp": 0, "typed_tp": 0, "on_decoys": 0, "onset_days": [],
-              "onset_steps": [], "length_err": [], "width_err": [], "sizes": [],
+              "onset_steps": [], "length_err": [], "width_err": [], "sizes": [], "outlines": [],
               "phases": {}, "missed": [], "labels": [0] * len(found)}
     used = set()
     shapes = [shapely.geometry.shape(f["geometry"]) for f in found]
@@ -145,6 +145,7 @@ def score_sites(found: list[dict], truth: list[dict], dates: list[str]) -> dict:
             if detected[:10] in dates and observed in dates:
                 scores["onset_steps"].append(dates.index(detected[:10]) - dates.index(observed))
         scores["sizes"].append(props["length_m"])
+        scores["outlines"].append(props.get("name", "").rpartition("(")[2].rstrip(")") or "?")
         scores["length_err"].append(match["length_m"] / props["length_m"] - 1)
         scores["width_err"].append(match["width_m"] / props["width_m"] - 1)
     scores["fp"] = len(found) - len(used)
@@ -267,6 +268,13 @@ def summarise(scenario: str, sensor: str, seeds: list[int], total: dict) -> None
               f"length {100 * np.median(length):.0f} %, width {100 * np.median(width):.0f} %; "
               f"median error length {100 * np.median(signed_length):+.0f} %, width "
               f"{100 * np.median(signed_width):+.0f} %")
+        outlines = np.array(total["outlines"])
+        for outline in sorted(set(outlines[big])):
+            chosen = outlines[big] == outline
+            print(f"    {outline:<10} {chosen.sum():>3} sites, within 15 %: "
+                  f"{100 * np.mean(within[chosen]):.0f} %, median error length "
+                  f"{100 * np.median(signed_length[big][chosen]):+.0f} %, width "
+                  f"{100 * np.median(signed_width[big][chosen]):+.0f} %")
 
 
 if __name__ == "__main__":
