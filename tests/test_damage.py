@@ -100,27 +100,38 @@ def test_unreadable_buildings_files_are_user_errors(tmp_path):
         read_footprints(points, GRID)
 
 
-def test_compare_counts_destroyed_buildings(tmp_path):
-    rng = np.random.default_rng(3)
+HOUSE_TRANSFORM = from_origin(500_000, 3_800_000, 0.5, 0.5)
+
+
+def _write_house_pair(folder, destroyed, seed) -> list:
+    """A 0.5 m RGB before/after pair of the four :func:`_houses` (pixel rows 100-119) on noisy
+    ground, the houses in ``destroyed`` replaced by dark rubble; returns the two paths."""
+    rng = np.random.default_rng(seed)
     ground = 0.3 + 0.02 * rng.standard_normal((3, 200, 200))
     before, after = ground.copy(), ground + 0.005 * rng.standard_normal((3, 200, 200))
     for k in range(4):
         before[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.8
         after[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.8
-    for k in (0, 2, 3):  # three houses replaced by dark rubble
+    for k in destroyed:
         after[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.1 + 0.05 * rng.random((3, 20, 20))
-    transform = from_origin(500_000, 3_800_000, 0.5, 0.5)
-    paths = [write_geotiff(tmp_path / f"{name}_2024010{d}.tif",
-                           (np.clip(x, 0, 1) * 255).astype(np.uint8), transform=transform)
-             for name, d, x in (("before", 1, before), ("after", 9, after))]
+    folder.mkdir(exist_ok=True)
+    paths = [write_geotiff(folder / f"{name}_2024010{day}.tif",
+                           (np.clip(image, 0, 1) * 255).astype(np.uint8),
+                           transform=HOUSE_TRANSFORM)
+             for name, day, image in (("before", 1, before), ("after", 9, after))]
     for path in paths:
         with rasterio.open(path, "r+") as dst:
             dst.descriptions = ("red", "green", "blue")
+    return paths
+
+
+def test_compare_counts_destroyed_buildings(tmp_path):
+    paths = _write_house_pair(tmp_path, destroyed=(0, 2, 3), seed=3)
     footprints = tmp_path / "footprints.tif"
     mask = np.zeros((200, 200), np.uint8)
     for k in range(4):
         mask[100:120, 20 + 40 * k:40 + 40 * k] = 1
-    write_geotiff(footprints, mask, transform=transform)
+    write_geotiff(footprints, mask, transform=HOUSE_TRANSFORM)
     result = sitewatch.compare(*paths, tmp_path / "out", method="cva", buildings=footprints)
     assert result.damage["buildings"] == 4 and result.damage["damaged"] == 3
     assert result.damage["sentence"].startswith("3 of 4 structures destroyed")
@@ -131,19 +142,7 @@ def test_compare_counts_destroyed_buildings(tmp_path):
 
 
 def test_track_counts_the_buildings_and_the_report_says_so(tmp_path):
-    rng = np.random.default_rng(4)
-    ground = 0.3 + 0.02 * rng.standard_normal((3, 200, 200))
-    before, after = ground.copy(), ground + 0.005 * rng.standard_normal((3, 200, 200))
-    for k in range(4):
-        before[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.8
-        after[:, 100:120, 20 + 40 * k:40 + 40 * k] = 0.1 + 0.05 * rng.random((3, 20, 20))
-    transform = from_origin(500_000, 3_800_000, 0.5, 0.5)
-    (tmp_path / "imagery").mkdir()
-    for name, day, image in (("before", 1, before), ("after", 9, after)):
-        path = write_geotiff(tmp_path / "imagery" / f"{name}_2024010{day}.tif",
-                             (np.clip(image, 0, 1) * 255).astype(np.uint8), transform=transform)
-        with rasterio.open(path, "r+") as dst:
-            dst.descriptions = ("red", "green", "blue")
+    _write_house_pair(tmp_path / "imagery", destroyed=range(4), seed=4)
     footprints = tmp_path / "houses.geojson"
     to_lonlat = rasterio.warp.transform_geom
     footprints.write_text(json.dumps({"type": "FeatureCollection", "features": [
