@@ -27,8 +27,8 @@ import rasterio.features
 import shapely
 from pyproj import Transformer
 
-from sitewatch.detect import TIMESERIES, latest_stack
-from sitewatch.stack import Grid, open_stack
+from sitewatch.detect import TIMESERIES
+from sitewatch.stack import Grid, latest_stack, open_stack
 from sitewatch.store import Workspace
 
 AOIS = {"border-crossing": "s2", "compound": "vhr"}

@@ -11,8 +11,8 @@
 from sitewatch.detect import pairwise  # noqa: F401  (registers the pairwise methods)
 from sitewatch.detect.base import ChangeResult, pairwise_methods, register
 from sitewatch.detect.compare import compare
-from sitewatch.detect.run import TIMESERIES, DetectResult, detect, latest_stack
+from sitewatch.detect.run import TIMESERIES, DetectResult, detect
 from sitewatch.detect.timeseries import BreakResult, detect_breaks
 
 __all__ = ["TIMESERIES", "BreakResult", "ChangeResult", "DetectResult", "compare", "detect",
-           "detect_breaks", "latest_stack", "pairwise_methods", "register"]
+           "detect_breaks", "pairwise_methods", "register"]

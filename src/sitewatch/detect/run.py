@@ -26,7 +26,7 @@ from sitewatch import __version__
 from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods
 from sitewatch.detect.nochange import widespread_warning
 from sitewatch.errors import SitewatchError
-from sitewatch.stack import Grid, open_stack
+from sitewatch.stack import Grid, latest_stack, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock
@@ -70,16 +70,6 @@ class DetectResult:
     #: Buildings destroyed or heavily damaged (``compare --buildings``,
     #: :meth:`sitewatch.sites.damage.DamageCount.to_dict` plus its ``sentence``); else None.
     damage: dict | None = None
-
-
-def latest_stack(ws: Workspace, aoi: str) -> dict:
-    """The newest ``rasters`` record of kind ``stack`` for ``aoi``."""
-    rows = ws.rows("rasters", "kind = 'stack' AND aoi = ?", (aoi,), order_by="fid DESC")
-    if not rows:
-        known = sorted({r["aoi"] for r in ws.rows("rasters", "kind = 'stack'")})
-        raise SitewatchError(f"no stack for AOI {aoi!r}; build one with 'sitewatch stack' "
-                             f"(stacked AOIs: {', '.join(known) or 'none'})")
-    return rows[0]
 
 
 @holds_run_lock("sitewatch detect")

@@ -52,11 +52,10 @@ from matplotlib.patches import Polygon as PolygonPatch
 from matplotlib.ticker import FuncFormatter
 from PIL import Image, ImageDraw, ImageFont
 
-from sitewatch.detect import latest_stack
 from sitewatch.ingest.sensors import LANDSAT_TM, SENTINEL2
 from sitewatch.report.palette import OTHER_COLOUR, TYPE_COLOURS, type_colour
 from sitewatch.sites.measure import measure
-from sitewatch.stack import Grid, open_stack
+from sitewatch.stack import Grid, latest_stack, open_stack
 from sitewatch.stack.output import CLOUD, NODATA, SHADOW
 from sitewatch.store import Workspace
 

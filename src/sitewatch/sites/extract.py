@@ -40,7 +40,7 @@ import shapely
 from pyproj import Transformer
 
 from sitewatch import __version__
-from sitewatch.detect import TIMESERIES, detect, latest_stack
+from sitewatch.detect import TIMESERIES, detect
 from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
 from sitewatch.sites.measure import Measurements, measure
@@ -54,7 +54,7 @@ from sitewatch.sites.polygons import (
 )
 from sitewatch.sites.probability import site_probability
 from sitewatch.sites.signature import DateSignature, site_signature
-from sitewatch.stack import Grid, open_stack
+from sitewatch.stack import Grid, latest_stack, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock

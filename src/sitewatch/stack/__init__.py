@@ -7,9 +7,9 @@ and :mod:`output` (the Zarr store).
 """
 
 from sitewatch.stack.aoi import AOI, from_bbox, from_geojson, from_place
-from sitewatch.stack.build import AcquisitionOutcome, StackResult, build_stack
+from sitewatch.stack.build import AcquisitionOutcome, StackResult, build_stack, latest_stack
 from sitewatch.stack.grid import Grid, grid_for, utm_epsg
 from sitewatch.stack.output import open_stack
 
 __all__ = ["AOI", "AcquisitionOutcome", "Grid", "StackResult", "build_stack", "from_bbox",
-           "from_geojson", "from_place", "grid_for", "open_stack", "utm_epsg"]
+           "from_geojson", "from_place", "grid_for", "latest_stack", "open_stack", "utm_epsg"]

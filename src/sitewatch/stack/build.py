@@ -81,6 +81,16 @@ class StackResult:
                    properties["reference"], run_id, outcomes)
 
 
+def latest_stack(ws: Workspace, aoi: str) -> dict:
+    """The newest ``rasters`` record of kind ``stack`` for ``aoi``."""
+    rows = ws.rows("rasters", "kind = 'stack' AND aoi = ?", (aoi,), order_by="fid DESC")
+    if not rows:
+        known = sorted({r["aoi"] for r in ws.rows("rasters", "kind = 'stack'")})
+        raise SitewatchError(f"no stack for AOI {aoi!r}; build one with 'sitewatch stack' "
+                             f"(stacked AOIs: {', '.join(known) or 'none'})")
+    return rows[0]
+
+
 @holds_run_lock("sitewatch stack")
 def build_stack(
     workspace: str | Path | Workspace,

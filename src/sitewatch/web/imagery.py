@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from sitewatch.detect import latest_stack
 from sitewatch.report.figures import Crop, StackImagery, stretch
+from sitewatch.stack import latest_stack
 from sitewatch.stack.output import CLEAR, CLOUD, NODATA, SHADOW
 from sitewatch.store import Workspace
 
