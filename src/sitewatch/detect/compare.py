@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import shapely
 
@@ -122,16 +121,14 @@ def _write_sites(out: Path, result: DetectResult, min_area_m2: float | None) -> 
 def _write_damage(out: Path, result: DetectResult, buildings: str | Path) -> tuple[Path, dict]:
     """``buildings.geojson`` (every assessed footprint with its changed share and whether it is
     called destroyed or heavily damaged) and the damage count."""
-    from sitewatch.sites.damage import DAMAGED_SHARE, assess, count_damage, read_footprints
+    from sitewatch.sites.damage import DAMAGED_SHARE, damage_on_change
     from sitewatch.sites.extract import to_lonlat
 
     with rasterio.open(result.layers["change"]) as src:
         change = src.read(1)
         transform, epsg = src.transform, src.crs.to_epsg()
     grid = Grid(epsg, transform.a, change.shape[1], change.shape[0], transform.c, transform.f)
-    assessed = assess(change, grid, read_footprints(buildings, grid))
-    area_km2 = float(np.sum(change != 255)) * grid.resolution ** 2 / 1e6
-    count = count_damage(assessed, area_km2)
+    assessed, count = damage_on_change(change, grid, buildings)
     features = [{"type": "Feature", "geometry": to_lonlat(footprint, epsg).__geo_interface__,
                  "properties": {"changed_share": round(share, 3),
                                 "damaged": share >= DAMAGED_SHARE}}

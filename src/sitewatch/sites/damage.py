@@ -160,6 +160,15 @@ def count_damage(assessed: Sequence[tuple[shapely.Polygon, float]], area_km2: fl
                        damaged * p_high / max(r_low, 1e-9) if r_low > 0 else float("inf"))
 
 
+def damage_on_change(change: np.ndarray, grid: Grid, buildings: str | Path
+                     ) -> tuple[list[tuple[shapely.Polygon, float]], DamageCount]:
+    """The footprints of the ``buildings`` file assessed on ``change`` (1 change, 0 none, 255
+    masked; :func:`assess`) and their :class:`DamageCount` over the valid area of ``change``."""
+    assessed = assess(change, grid, read_footprints(buildings, grid))
+    area_km2 = float(np.sum(change != 255)) * grid.resolution ** 2 / 1e6
+    return assessed, count_damage(assessed, area_km2)
+
+
 def _reprojected(polygons: Sequence[shapely.Polygon], source: CRS,
                  target: CRS) -> list[shapely.Polygon]:
     if source == target:

@@ -245,15 +245,13 @@ def _damage(ws: Workspace, layers: dict[str, str], grid: Grid, buildings: str | 
     """The damage count of the footprints in ``buildings`` over the AOI's change map: the
     pairwise change of a two-date stack, the persistent breaks of a time series. The area is
     that of the AOI's valid pixels."""
-    from sitewatch.sites.damage import assess, count_damage, read_footprints
+    from sitewatch.sites.damage import damage_on_change
 
     with rasterio.open(ws.root / layers["change" if not series else "persistent"]) as src:
         change = src.read(1)
         if series:  # 1 where a persistent break, 0 elsewhere, 255 where never observed
             change = np.where(src.read_masks(1) == 0, 255, change.astype(bool)).astype(np.uint8)
-    assessed = assess(change, grid, read_footprints(buildings, grid))
-    area_km2 = float(np.sum(change != 255)) * grid.resolution ** 2 / 1e6
-    count = count_damage(assessed, area_km2)
+    _, count = damage_on_change(change, grid, buildings)
     return {**count.to_dict(), "sentence": count.sentence(),
             "buildings_file": str(Path(buildings).expanduser().resolve())}
 
