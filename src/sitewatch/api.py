@@ -20,6 +20,7 @@ from sitewatch.store import Workspace
 if TYPE_CHECKING:
     from sitewatch.demo import DemoSummary
     from sitewatch.detect import DetectResult
+    from sitewatch.ingest.fetch import FetchRun
     from sitewatch.learn.train import TrainResult
     from sitewatch.report.build import ReportResult
     from sitewatch.scale import WatchListRun
@@ -78,22 +79,118 @@ def stack(workspace: PathLike, *, aoi: str | os.PathLike | None = None,
     a circle of ``radius_m`` metres around a workspace reference ``place``. Other options are
     those of :func:`sitewatch.stack.build_stack`.
     """
-    from sitewatch.stack import build_stack, from_bbox, from_geojson, from_place
+    from sitewatch.stack import build_stack
 
     epsg = _parse_epsg(crs)
     with Workspace.open(workspace) as ws:
-        if place is not None and aoi is not None:
-            raise SitewatchError("give either --aoi or --place, not both")
-        if place is not None:
-            region = from_place(ws, place, radius_m, name)
-        elif aoi is None:
-            raise SitewatchError("give the AOI: --aoi FILE.geojson, --aoi BBOX or --place NAME")
-        elif os.path.exists(aoi):
-            region = from_geojson(aoi, name)
-        else:
-            region = from_bbox(str(aoi), name)
+        region = _region(ws, aoi, place, radius_m, name)
         return build_stack(ws, region, resolution=resolution, epsg=epsg,
                            on_progress=on_progress, **options)
+
+
+def search(stac: str, collections: Sequence[str], *, aoi: str | os.PathLike | None = None,
+           place: str | None = None, radius_m: float = 3000.0,
+           workspace: PathLike | None = None, start: str | datetime | None = None,
+           end: str | datetime | None = None, max_cloud: float | None = None
+           ) -> list[dict[str, Any]]:
+    """The items of a STAC API over an AOI and dates, oldest first (``sitewatch search``).
+
+    ``stac`` is an API URL or a catalogue name of :mod:`sitewatch.ingest.catalogues`; the AOI
+    is given as for :func:`stack` (a ``place`` needs the ``workspace`` that holds it).
+    """
+    from sitewatch.ingest import catalogues
+    from sitewatch.ingest.search import item_summary, search_items
+
+    catalogue = catalogues.resolve(stac)
+    begin, finish = _date_range(start, end)
+    max_cloud = _cloud_percent(max_cloud)
+    if place is not None:
+        if workspace is None:
+            raise SitewatchError("--place needs the workspace that holds the place (-w)")
+        with Workspace.open(workspace) as ws:
+            region = _region(ws, aoi, place, radius_m, None)
+    else:
+        region = _region(None, aoi, None, radius_m, None)
+    items = search_items(catalogue, list(collections), region.polygon, begin, finish,
+                         max_cloud=max_cloud)
+    return [item_summary(item) for item in items]
+
+
+def fetch(workspace: PathLike, stac: str, collections: Sequence[str], *,
+          aoi: str | os.PathLike | None = None, place: str | None = None,
+          radius_m: float = 3000.0, name: str | None = None,
+          start: str | datetime | None = None, end: str | datetime | None = None,
+          max_cloud: float | None = None, assets: Sequence[str] | None = None,
+          workers: int = 4, on_progress: Callable[[str, int, int], None] | None = None
+          ) -> FetchRun:
+    """Search a STAC API and fetch the AOI's window of every item into the workspace, then
+    ingest it (``sitewatch fetch``); see :func:`sitewatch.ingest.fetch.fetch`."""
+    from sitewatch.ingest import catalogues
+    from sitewatch.ingest.fetch import fetch as _fetch
+
+    catalogue = catalogues.resolve(stac)
+    begin, finish = _date_range(start, end)
+    max_cloud = _cloud_percent(max_cloud)
+    if not 1 <= workers <= 16:
+        raise SitewatchError(f"--workers {workers} is not between 1 and 16")
+    if place is not None:
+        with Workspace.open(workspace) as ws:
+            region = _region(ws, aoi, place, radius_m, name)
+    else:
+        region = _region(None, aoi, None, radius_m, name)
+    return _fetch(workspace, catalogue, list(collections), region.polygon, region.name,
+                  start=begin, end=finish, max_cloud=max_cloud, assets=assets,
+                  workers=workers, on_progress=on_progress)
+
+
+def _region(ws: Workspace | None, aoi: str | os.PathLike | None, place: str | None,
+            radius_m: float, name: str | None):
+    """The AOI of ``--aoi FILE|BBOX`` or ``--place NAME --radius M``."""
+    from sitewatch.stack import from_bbox, from_geojson, from_place
+
+    if place is not None and aoi is not None:
+        raise SitewatchError("give either --aoi or --place, not both")
+    if place is not None:
+        return from_place(ws, place, radius_m, name)
+    if aoi is None:
+        raise SitewatchError("give the AOI: --aoi FILE.geojson, --aoi BBOX or --place NAME")
+    if os.path.exists(aoi):
+        return from_geojson(aoi, name)
+    return from_bbox(str(aoi), name)
+
+
+def _date_range(start: str | datetime | None, end: str | datetime | None
+                ) -> tuple[datetime | None, datetime | None]:
+    """``start`` and ``end`` as UTC datetimes; a day given as ``end`` includes its whole day."""
+    from datetime import timedelta
+
+    from sitewatch.ingest.dates import as_utc, parse_user_date
+
+    def parse(value, whole_day):
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return as_utc(value)
+        parsed = parse_user_date(value)
+        if whole_day and len(value.strip()) in (8, 10):
+            parsed += timedelta(days=1, microseconds=-1)
+        return parsed
+
+    begin, finish = parse(start, False), parse(end, True)
+    if begin and finish and finish < begin:
+        raise SitewatchError(f"--to {end} is before --from {start}")
+    return begin, finish
+
+
+def _cloud_percent(max_cloud: float | None) -> float | None:
+    if max_cloud is None:
+        return None
+    from sitewatch.validate import positive_number
+
+    value = positive_number(max_cloud, "--max-cloud, percent", allow_zero=True)
+    if value > 100:
+        raise SitewatchError(f"--max-cloud {max_cloud} is not a percentage (0-100)")
+    return value
 
 
 def detect(workspace: PathLike, aoi: str, *, method: str = "default",

@@ -154,6 +154,105 @@ def ingest(
     )
 
 
+StacOption = Annotated[str, typer.Option(
+    "--stac", help="STAC API URL, or a known catalogue: earth-search, planetary-computer, cdse.")]
+CollectionOption = Annotated[list[str], typer.Option(
+    "--collection", help="Collection to search (repeat for several), e.g. sentinel-2-l2a.")]
+FromOption = Annotated[str | None, typer.Option(
+    "--from", help="Earliest acquisition, YYYY-MM-DD (UTC).")]
+ToOption = Annotated[str | None, typer.Option(
+    "--to", help="Latest acquisition, YYYY-MM-DD (UTC, the whole day).")]
+MaxCloudOption = Annotated[float | None, typer.Option(
+    help="Leave out items with more cloud cover (eo:cloud_cover), percent.")]
+
+
+@app.command()
+def search(
+    stac: StacOption,
+    collection: CollectionOption,
+    aoi: Annotated[str | None, typer.Option(
+        help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'."
+    )] = None,
+    place: Annotated[str | None, typer.Option(
+        help="AOI as a circle around this reference place of the workspace (with -w).")] = None,
+    radius: Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")] = 3000.0,
+    workspace: Annotated[Path | None, typer.Option(
+        "--workspace", "-w", help="Workspace holding the --place.")] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    max_cloud: MaxCloudOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the items of a STAC API over an AOI and dates, oldest first."""
+    rows = api.search(stac, collection, aoi=aoi, place=place, radius_m=radius,
+                      workspace=workspace, start=start, end=end, max_cloud=max_cloud)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} item(s)")
+    for column in ("item", "collection", "acquired", "platform", "cloud %", "baseline",
+                   "assets"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cloud = row["cloud_cover"]
+        table.add_row(row["id"], row["collection"] or "", row["datetime"][:19],
+                      row["platform"] or "", "" if cloud is None else f"{cloud:.0f}",
+                      row["processing_baseline"] or "", str(len(row["assets"])))
+    out.print(table)
+
+
+@app.command()
+def fetch(
+    workspace: WorkspaceOption,
+    stac: StacOption,
+    collection: CollectionOption,
+    aoi: Annotated[str | None, typer.Option(
+        help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'."
+    )] = None,
+    place: Annotated[str | None, typer.Option(
+        help="AOI as a circle around this reference place of the workspace (with --radius)."
+    )] = None,
+    radius: Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")] = 3000.0,
+    name: Annotated[str | None, typer.Option(
+        help="Name of the AOI (its folder under imagery/).")] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    max_cloud: MaxCloudOption = None,
+    assets: Annotated[str | None, typer.Option(
+        help="Comma-separated asset keys to fetch (default: the collection's bands and mask)."
+    )] = None,
+    workers: Annotated[int, typer.Option(help="Assets read at once (1-16).")] = 4,
+) -> None:
+    """Fetch the AOI's window of every matching STAC item into the workspace, and ingest it.
+
+    Only the tiles under the AOI are read (HTTP range requests); a re-run reads nothing it
+    has, and a killed fetch resumes where it stopped.
+    """
+    with _progress("Fetching") as progress:
+        task = progress.task_ids[0]
+
+        def step(item_id: str, done: int, total: int) -> None:
+            progress.update(task, advance=1, description=f"{item_id} {done}/{total}")
+
+        run = api.fetch(workspace, stac, collection, aoi=aoi, place=place, radius_m=radius,
+                        name=name, start=start, end=end, max_cloud=max_cloud,
+                        assets=assets.split(",") if assets else None, workers=workers,
+                        on_progress=step)
+    report = run.report
+    for item_id, reason in report.failed:
+        console.print(Text("failed", style="red"), f"{item_id}: {reason}", highlight=False)
+    out.print(f"{len(run.found)} item(s) found: {len(report.fetched)} fetched, "
+              f"{len(report.complete)} already here, {len(report.outside)} outside the AOI, "
+              f"{len(report.failed)} failed; {report.assets_read} asset window(s) read, "
+              f"{report.bytes_written / 1e6:.1f} MB written -> {report.catalog}")
+    if run.ingested is not None:
+        ingested = run.ingested
+        out.print(f"{len(ingested.added)} scene(s) added, {len(ingested.updated)} updated, "
+                  f"{len(ingested.unchanged)} unchanged -> {workspace}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def scenes(
     workspace: WorkspaceOption,
