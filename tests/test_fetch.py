@@ -248,3 +248,57 @@ def _complete_items(workspace: Path) -> set[str]:
     """The items whose JSON is written (an item's JSON is written last)."""
     return {p.parent.name for p in workspace.glob("imagery/gate/*/*/*.json")
             if p.stem == p.parent.name}
+
+
+def test_watch_file_with_a_stac_source_fetches_only_new_items(simulation, files, tmp_path):
+    """First run: four dates are published, fetched, and tracked. Two more dates appear; the
+    second run fetches only those two and finds the compound built in the meantime."""
+    dates = sorted(p.name for p in simulation.glob("sim-s2-*"))
+    watch = tmp_path / "watch.toml"
+    watch.write_text(f"""
+workspace = "ws"
+
+[imagery]
+
+[[imagery.stac]]
+url = "{{url}}"
+collections = ["{COLLECTION}"]
+max_cloud = 80
+
+[[aoi]]
+name = "compound"
+bbox = [40.935, 34.385, 40.950, 34.396]
+""")
+    template = watch.read_text()
+    runs = []
+    for published in (dates[:4], dates):
+        collection, items = publish(simulation, files.url, tmp_path / f"api-{len(published)}",
+                                    collection=COLLECTION, item_ids=published)
+        with StacApiServer(collection, items) as server:
+            watch.write_text(template.replace("{url}", server.url))
+            files.reset_counts()
+            runs.append(api.watch_run(watch))
+            requested = {path.split("/")[1] for path in files.requests}
+        if len(published) == 6:
+            assert requested == set(dates[4:])  # only the two new items were read
+    first, second = runs
+    assert first.new_scenes == 4 and second.new_scenes == 2
+    assert second.aois[0].sites is not None and not second.aois[0].up_to_date
+    sites = api.sites(tmp_path / "ws", aoi="compound")
+    assert any(s["change_type"] == "new_construction" for s in sites), sites
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('url = "ftp://example.org"\ncollections = ["c"]', "imagery.stac[1].url"),
+    ('url = "earth-search"\ncollections = ["c"]\nmax_cloud = 140', "imagery.stac[1].max_cloud"),
+    ('url = "earth-search"', "imagery.stac[1].collections"),
+    ('url = "earth-search"\ncollections = ["c"]\nkey = 1', "unknown key"),
+])
+def test_watch_file_stac_mistakes_are_found_before_anything_is_written(tmp_path, table,
+                                                                       message):
+    watch = tmp_path / "watch.toml"
+    watch.write_text(f'workspace = "ws"\n[imagery]\n[[imagery.stac]]\n{table}\n'
+                     '[[aoi]]\nname = "a"\nbbox = [40.9, 34.3, 41.0, 34.4]\n')
+    with pytest.raises(SitewatchError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        api.watch_run(watch)
+    assert not (tmp_path / "ws").exists()

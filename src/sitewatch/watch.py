@@ -65,7 +65,8 @@ from sitewatch.stack.build import COREGISTRATION_METHODS, NORMALISATION_METHODS
 #: Keys a watch file may hold, per table ("" = top level).
 KEYS = {
     "": {"workspace", "report", "exports", "imagery", "reference", "aoi"},
-    "imagery": {"sources", "start", "end"},
+    "imagery": {"sources", "start", "end", "stac"},
+    "stac": {"url", "collections", "max_cloud", "assets"},
     "reference": {"files", "places", "borders"},
     "place": {"name", "kind", "lon", "lat", "source", "notes"},
     "border": {"name", "kind", "left", "right", "coordinates", "source"},
@@ -95,6 +96,16 @@ class AOISpec:
 
 
 @dataclass(frozen=True)
+class StacSource:
+    """One ``[[imagery.stac]]`` table: a STAC API and what to fetch from it."""
+
+    url: str  # an API URL or a catalogue name of sitewatch.ingest.catalogues
+    collections: tuple[str, ...]
+    max_cloud: float | None = None
+    assets: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class WatchFile:
     """A parsed, validated watch file; every path is absolute."""
 
@@ -108,6 +119,7 @@ class WatchFile:
     aois: tuple[AOISpec, ...]
     report: Path | None = None
     exports: Path | None = None
+    stac: tuple[StacSource, ...] = ()
 
 
 @dataclass
@@ -150,7 +162,9 @@ def read_watch_file(path: str | os.PathLike) -> WatchFile:
     check.keys(document, "")
     imagery = check.table(document, "imagery", required=True)
     check.keys(imagery, "imagery")
-    sources = _sources(check, base, check.strings(imagery, "sources", "imagery", required=True))
+    stac = _stac_sources(check, imagery.get("stac", []))
+    sources = _sources(check, base, check.strings(imagery, "sources", "imagery",
+                                                  required=not stac))
     reference = check.table(document, "reference")
     check.keys(reference, "reference")
     aois = document.get("aoi")
@@ -175,6 +189,7 @@ def read_watch_file(path: str | os.PathLike) -> WatchFile:
         aois=specs,
         report=_optional_path(check, base, document, "report"),
         exports=_optional_path(check, base, document, "exports"),
+        stac=stac,
     )
 
 
@@ -290,6 +305,32 @@ def _sources(check: _Checker, base: Path, patterns: Sequence[str]) -> tuple[Path
                                                 f"(relative to {base})")
         found.extend(Path(m) for m in matches)
     return tuple(dict.fromkeys(found))
+
+
+def _stac_sources(check: _Checker, tables: Any) -> tuple[StacSource, ...]:
+    from sitewatch.ingest.catalogues import resolve
+
+    if not isinstance(tables, list):
+        raise check.fail("imagery.stac", "must be [[imagery.stac]] tables")
+    sources = []
+    for number, table in enumerate(tables, start=1):
+        where = f"imagery.stac[{number}]"
+        if not isinstance(table, dict):
+            raise check.fail(where, "must be a table")
+        check.keys(table, "stac", where)
+        url = check.string(table, "url", where, required=True)
+        try:
+            resolve(url)
+        except SitewatchError as exc:
+            raise check.fail(_at(where, "url"), exc.reason) from None
+        max_cloud = check.number(table, "max_cloud", where)
+        if max_cloud is not None and not 0 <= max_cloud <= 100:
+            raise check.fail(_at(where, "max_cloud"), f"must be a percentage, got {max_cloud}")
+        assets = check.strings(table, "assets", where)
+        sources.append(StacSource(
+            url, tuple(check.strings(table, "collections", where, required=True)), max_cloud,
+            tuple(assets) or None))
+    return tuple(sources)
 
 
 def _optional_path(check: _Checker, base: Path, document: dict, key: str) -> Path | None:

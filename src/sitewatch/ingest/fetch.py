@@ -254,6 +254,23 @@ def _fetch_item(item: pystac.Item, catalogue: Catalogue, geometry: BaseGeometry,
     return "fetched"
 
 
+def latest_fetched(out: Path, collections: Iterable[str]) -> datetime | None:
+    """The newest acquisition among the complete items of ``collections`` under ``out``."""
+    newest = None
+    for collection in collections:
+        for path in (out / collection).glob("*/*.json"):
+            if path.stem != path.parent.name:
+                continue
+            when = _read_json(path).get("properties", {}).get("datetime")
+            try:
+                parsed = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
+            except ValueError:
+                continue
+            if parsed and (newest is None or parsed > newest):
+                newest = parsed
+    return newest
+
+
 def write_catalog(out: Path) -> Path:
     """Write ``out/catalog.json`` linking every complete item under ``out`` (atomically)."""
     links = [{"rel": "item", "href": "./" + path.relative_to(out).as_posix(),

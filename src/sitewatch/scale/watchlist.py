@@ -66,14 +66,20 @@ def _run_watches(watches, scheduler, workers, tile_px: int, overlap_px: int,
     new = updated = 0
     jobs = []
     for watch in watches:
-        say(f"Ingesting {len(watch.sources)} imagery source(s) of {watch.path.name}")
-        ingested = ingest(watch.sources, watch.workspace)
-        new, updated = new + len(ingested.added), updated + len(ingested.updated)
+        if watch.sources:
+            say(f"Ingesting {len(watch.sources)} imagery source(s) of {watch.path.name}")
+            ingested = ingest(watch.sources, watch.workspace)
+            new, updated = new + len(ingested.added), updated + len(ingested.updated)
         for reference in watch.reference_files:
             import_places(reference, watch.workspace)
         if watch.reference_features:
             import_place_features(list(watch.reference_features), watch.workspace, watch.path)
-        with Workspace.open(watch.workspace) as ws:
+        with Workspace.open(watch.workspace, create=True) as ws:
+            for source in watch.stac:
+                for spec in watch.aois:
+                    added, changed = _fetch_new_items(ws, watch, source,
+                                                      _aoi_geometry(spec, ws), say)
+                    new, updated = new + added, updated + changed
             for spec in watch.aois:
                 options = StackOptions(
                     resolution=spec.resolution, epsg=spec.epsg, sensor=spec.sensor,
@@ -98,3 +104,25 @@ def _run_watches(watches, scheduler, workers, tile_px: int, overlap_px: int,
             result.reports[watch.path] = build_report(
                 watch.workspace, watch.report, on_progress=lambda message, fraction: say(message))
     return result
+
+
+def _fetch_new_items(ws: Workspace, watch, source, region,
+                     say: Callable[[str], None]) -> tuple[int, int]:
+    """Fetch and ingest the items of a ``[[imagery.stac]]`` source over one AOI acquired since
+    the newest it already holds (within the watch file's dates); (scenes added, updated)."""
+    from sitewatch.ingest import catalogues
+    from sitewatch.ingest.fetch import FETCH_DIR, fetch, latest_fetched
+
+    catalogue = catalogues.resolve(source.url)
+    folder = ws.root / FETCH_DIR / region.name
+    start = max(filter(None, (watch.start, latest_fetched(folder, source.collections))),
+                default=None)
+    say(f"Searching {catalogue.url} for {', '.join(source.collections)} over {region.name}")
+    run = fetch(ws, catalogue, list(source.collections), region.polygon, region.name,
+                start=start, end=watch.end, max_cloud=source.max_cloud, assets=source.assets,
+                on_progress=lambda item, done, total: say(f"Fetching {item} {done}/{total}"))
+    for item_id, reason in run.report.failed:
+        say(f"could not fetch {item_id} (it is tried again on the next run): {reason}")
+    if run.ingested is None:
+        return 0, 0
+    return len(run.ingested.added), len(run.ingested.updated)
