@@ -8,17 +8,22 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from aiosmtpd.controller import Controller
 from typer.testing import CliRunner
 
 from sitewatch import api
+from sitewatch.alerts import SIGNATURE_HEADER, signature
 from sitewatch.cli import app
 from sitewatch.errors import SitewatchError
 from sitewatch.simulate import simulate
@@ -250,12 +255,60 @@ def _complete_items(workspace: Path) -> set[str]:
             if p.stem == p.parent.name}
 
 
-def test_watch_file_with_a_stac_source_fetches_only_new_items(simulation, files, tmp_path):
-    """First run: four dates are published, fetched, and tracked. Two more dates appear; the
-    second run fetches only those two and finds the compound built in the meantime."""
+class _Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver: keeps each POST's body and signature header."""
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((body, self.headers.get(SIGNATURE_HEADER)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+class _Inbox:
+    """aiosmtpd handler keeping the messages it is given."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        self.messages.append(envelope.content.decode("utf-8", "replace"))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(tmp_path):
+    """A real SMTP server on 127.0.0.1 that requires STARTTLS (self-signed certificate)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(),
+                            require_starttls=True, tls_context=context)
+    controller.start()
+    try:
+        yield controller, inbox
+    finally:
+        controller.stop()
+
+
+def test_watch_file_with_a_stac_source_fetches_only_new_items_and_alerts_once(
+        simulation, files, smtp_server, tmp_path, monkeypatch):
+    """First run: four dates are published and fetched, and the webhook receiver is down.
+    Two more dates appear; the second run fetches only those two, finds the compound built in
+    the meantime, and delivers every alert not yet delivered, once; a third run sends none."""
+    controller, inbox = smtp_server
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", "s3cret")
+    hook_port = free_port()
     dates = sorted(p.name for p in simulation.glob("sim-s2-*"))
     watch = tmp_path / "watch.toml"
-    watch.write_text(f"""
+    template = f"""
 workspace = "ws"
 
 [imagery]
@@ -265,27 +318,60 @@ url = "{{url}}"
 collections = ["{COLLECTION}"]
 max_cloud = 80
 
+[alerts]
+webhook = "http://127.0.0.1:{hook_port}/hook"
+webhook_secret_env = "TEST_WEBHOOK_SECRET"
+email_to = ["analyst@example.org"]
+smtp_host = "127.0.0.1"
+smtp_port = {controller.port}
+
 [[aoi]]
 name = "compound"
 bbox = [40.935, 34.385, 40.950, 34.396]
-""")
-    template = watch.read_text()
-    runs = []
-    for published in (dates[:4], dates):
-        collection, items = publish(simulation, files.url, tmp_path / f"api-{len(published)}",
-                                    collection=COLLECTION, item_ids=published)
-        with StacApiServer(collection, items) as server:
-            watch.write_text(template.replace("{url}", server.url))
-            files.reset_counts()
-            runs.append(api.watch_run(watch))
-            requested = {path.split("/")[1] for path in files.requests}
-        if len(published) == 6:
-            assert requested == set(dates[4:])  # only the two new items were read
-    first, second = runs
-    assert first.new_scenes == 4 and second.new_scenes == 2
+"""
+    runs, receiver = [], None
+    try:
+        for published in (dates[:4], dates, dates):
+            collection, items = publish(simulation, files.url,
+                                        tmp_path / f"api-{len(runs)}", collection=COLLECTION,
+                                        item_ids=published)
+            if len(runs) == 1:  # the receiver is up from the second run on
+                receiver = ThreadingHTTPServer(("127.0.0.1", hook_port), _Receiver)
+                receiver.received = []
+                threading.Thread(target=receiver.serve_forever, daemon=True).start()
+            with StacApiServer(collection, items) as server:
+                watch.write_text(template.replace("{url}", server.url))
+                files.reset_counts()
+                runs.append(api.watch_run(watch))
+                requested = {path.split("/")[1] for path in files.requests}
+            if len(runs) == 2:
+                assert requested == set(dates[4:])  # only the two new items were read
+    finally:
+        if receiver is not None:
+            receiver.shutdown()
+            receiver.server_close()
+    first, second, third = runs
+    assert first.new_scenes == 4 and second.new_scenes == 2 and third.new_scenes == 0
     assert second.aois[0].sites is not None and not second.aois[0].up_to_date
     sites = api.sites(tmp_path / "ws", aoi="compound")
     assert any(s["change_type"] == "new_construction" for s in sites), sites
+
+    recorded = first.alerts.recorded + second.alerts.recorded
+    assert recorded and not third.alerts.recorded
+    assert not first.alerts.delivery.webhook  # the receiver was down: kept for later
+    if first.alerts.recorded:
+        assert "webhook" in first.alerts.delivery.errors[0]
+    documents = [json.loads(body) for body, _ in receiver.received]
+    assert sorted(d["alert_id"] for d in documents) == sorted(recorded)  # each once
+    for body, header in receiver.received:
+        assert header == "sha256=" + signature(body, "s3cret")
+    compound = next(d for d in documents if d["site"]["change_type"] == "new_construction")
+    assert compound["event"] == "new_site" and compound["findings"]
+    assert compound["site"]["length_m"] > 0
+    assert len(inbox.messages) == sum(bool(r.alerts.recorded) for r in runs)
+    assert compound["site"]["site_id"] in "".join(inbox.messages)
+    rows = api.alerts(tmp_path / "ws")
+    assert all(row["webhook_sent_at"] and row["email_sent_at"] for row in rows)
 
 
 @pytest.mark.parametrize(("table", "message"), [

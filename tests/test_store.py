@@ -136,3 +136,23 @@ def test_a_workspace_that_cannot_be_created_leaves_no_empty_folders(tmp_path, mo
     with pytest.raises(SitewatchError, match="disk is full"):
         Workspace.open(tmp_path / "new" / "ws", create=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_schema_1_workspace_is_migrated_without_losing_records(tmp_path):
+    """Schema 2 added the alerts table: an older workspace gets it, empty, on opening."""
+    with Workspace.open(tmp_path / "ws", create=True) as ws:
+        with ws.transaction() as txn:
+            txn.insert("notes", {"subject": "s", "text": "kept", "created_at": "2020-01-01"})
+    conn = sqlite3.connect(tmp_path / "ws" / "sitewatch.gpkg")
+    conn.execute("DROP TABLE alerts")
+    conn.execute("DELETE FROM gpkg_contents WHERE table_name = 'alerts'")
+    conn.execute("UPDATE sitewatch_meta SET value = '1' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert ws.rows("alerts") == []
+        assert [row["text"] for row in ws.rows("notes")] == ["kept"]
+    conn = sqlite3.connect(tmp_path / "ws" / "sitewatch.gpkg")
+    version = conn.execute("SELECT value FROM sitewatch_meta WHERE key = 'schema_version'")
+    assert version.fetchone()[0] == str(SCHEMA_VERSION)
+    conn.close()

@@ -48,6 +48,14 @@ def scenes(workspace: PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def alerts(workspace: PathLike) -> list[dict[str, Any]]:
+    """The alerts of ``workspace``, oldest first (``sitewatch alerts list``)."""
+    from sitewatch.alerts import alert_rows
+
+    with Workspace.open(workspace) as ws:
+        return alert_rows(ws)
+
+
 def import_places(geojson: PathLike, workspace: PathLike) -> PlacesReport:
     """Import reference places and borders from GeoJSON (``sitewatch places import``)."""
     return _import_places(geojson, workspace)

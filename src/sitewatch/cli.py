@@ -253,6 +253,31 @@ def fetch(
         raise typer.Exit(1)
 
 
+alerts_app = typer.Typer(help="Alerts of new sites and phases sent by watch runs.",
+                         no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    workspace: WorkspaceOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the alerts of a workspace, oldest first, with their delivery."""
+    rows = api.alerts(workspace)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"{len(rows)} alert(s)")
+    for column in ("alert", "event", "site", "phase", "created", "webhook", "email", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["alert_id"], row["event"], row["site_id"], row["phase"] or "",
+                      row["created_at"][:19], (row["webhook_sent_at"] or "pending")[:19],
+                      (row["email_sent_at"] or "pending")[:19], row["last_error"] or "")
+    out.print(table)
+
+
 @app.command()
 def scenes(
     workspace: WorkspaceOption,
@@ -549,7 +574,7 @@ def watch_run(
             runs = [(run.name, "up to date, nothing run" if run.up_to_date else
                      f"{len(run.sites.sites)} site(s) from {len(run.stack.included)} "
                      "acquisitions") for run in result.aois]
-            exports, reports = [result.exports], [result.report]
+            exports, reports, alerts = [result.exports], [result.report], [result.alerts]
         else:
             result = api.watch_run_scaled(watch_files, scheduler=scheduler, workers=workers,
                                           tile_px=tile_px, overlap_px=overlap_px,
@@ -558,6 +583,7 @@ def watch_run(
                      f"{len(job.sites.sites)} site(s) from {len(job.tiles)} tile(s)")
                     for job in result.run.jobs]
             exports, reports = list(result.exports.values()), list(result.reports.values())
+            alerts = list(result.alerts.values())
     out.print(f"{result.new_scenes} new and {result.updated_scenes} updated scene(s)")
     for name, what in runs:
         out.print(f"  {name}: {what}")
@@ -567,6 +593,15 @@ def watch_run(
     for report in reports:
         if report is not None:
             out.print(f"  report -> {report.html}\n  report -> {report.pdf}")
+    for sent_alerts in alerts:
+        if sent_alerts is None:
+            continue
+        sent = sent_alerts.delivery
+        out.print(f"  {len(sent_alerts.recorded)} new alert(s); sent {len(sent.webhook)} by "
+                  f"webhook, {len(sent.email)} by email")
+        for error in sent.errors:
+            console.print(Text("alert not delivered", style="yellow"),
+                          f"{error} (sent again on the next run)", highlight=False)
 
 
 @app.command()

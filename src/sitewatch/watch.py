@@ -64,9 +64,12 @@ from sitewatch.stack.build import COREGISTRATION_METHODS, NORMALISATION_METHODS
 
 #: Keys a watch file may hold, per table ("" = top level).
 KEYS = {
-    "": {"workspace", "report", "exports", "imagery", "reference", "aoi"},
+    "": {"workspace", "report", "exports", "imagery", "reference", "aoi", "alerts"},
     "imagery": {"sources", "start", "end", "stac"},
     "stac": {"url", "collections", "max_cloud", "assets"},
+    "alerts": {"webhook", "webhook_secret_env", "webhook_secret_file", "email_to", "email_from",
+               "smtp_host", "smtp_port", "smtp_user", "smtp_password_env",
+               "smtp_password_file", "starttls"},
     "reference": {"files", "places", "borders"},
     "place": {"name", "kind", "lon", "lat", "source", "notes"},
     "border": {"name", "kind", "left", "right", "coordinates", "source"},
@@ -120,6 +123,7 @@ class WatchFile:
     report: Path | None = None
     exports: Path | None = None
     stac: tuple[StacSource, ...] = ()
+    alerts: Any = None  # sitewatch.alerts.Channels, when the file has an [alerts] table
 
 
 @dataclass
@@ -144,6 +148,7 @@ class WatchRun:
     aois: list[AOIRun]
     report: Any = None  # sitewatch.report.build.ReportResult
     exports: dict[str, Path] = field(default_factory=dict)
+    alerts: Any = None  # sitewatch.scale.watchlist.AlertsRun, when the file has [alerts]
 
 
 def read_watch_file(path: str | os.PathLike) -> WatchFile:
@@ -190,6 +195,7 @@ def read_watch_file(path: str | os.PathLike) -> WatchFile:
         report=_optional_path(check, base, document, "report"),
         exports=_optional_path(check, base, document, "exports"),
         stac=stac,
+        alerts=_alerts(check, base, document.get("alerts")),
     )
 
 
@@ -205,7 +211,8 @@ def run_watch(path: str | os.PathLike, *,
     aois = [AOIRun(job.aoi.name, job.stack, job.detections, job.sites, job.up_to_date)
             for job in listed.run.jobs]
     return WatchRun(watch, listed.new_scenes, listed.updated_scenes, aois,
-                    listed.reports.get(watch.path), listed.exports.get(watch.path, {}))
+                    listed.reports.get(watch.path), listed.exports.get(watch.path, {}),
+                    listed.alerts.get(watch.path))
 
 
 def _aoi_geometry(spec: AOISpec, ws):
@@ -331,6 +338,55 @@ def _stac_sources(check: _Checker, tables: Any) -> tuple[StacSource, ...]:
             url, tuple(check.strings(table, "collections", where, required=True)), max_cloud,
             tuple(assets) or None))
     return tuple(sources)
+
+
+def _alerts(check: _Checker, base: Path, table: Any):
+    """The ``[alerts]`` channels, with their secrets read from the environment or files."""
+    if table is None:
+        return None
+    from sitewatch.alerts import Channels, is_loopback_or_https, read_secret
+
+    if not isinstance(table, dict):
+        raise check.fail("alerts", "must be a table")
+    for clear in ("webhook_secret", "smtp_password"):
+        if clear in table:
+            raise check.fail(f"alerts.{clear}", f"secrets are never read from the watch file; "
+                             f"name an environment variable ({clear}_env) or a file "
+                             f"({clear}_file)")
+    check.keys(table, "alerts")
+    webhook = check.string(table, "webhook", "alerts")
+    if webhook is not None and not is_loopback_or_https(webhook):
+        raise check.fail("alerts.webhook", f"{webhook!r} must be an https:// URL (or http:// "
+                         "to this machine)")
+    secrets = {}
+    for name in ("webhook_secret", "smtp_password"):
+        variable = check.string(table, f"{name}_env", "alerts")
+        file = check.string(table, f"{name}_file", "alerts")
+        path = None if file is None else base / file
+        if variable and variable not in os.environ:
+            raise check.fail(f"alerts.{name}_env", f"the environment variable {variable} is "
+                             "not set")
+        if path is not None and not path.is_file():
+            raise check.fail(f"alerts.{name}_file", f"{path} is not a file")
+        secrets[name] = read_secret(os.environ, variable, path)
+    email_to = check.strings(table, "email_to", "alerts")
+    smtp_host = check.string(table, "smtp_host", "alerts")
+    if email_to and not smtp_host:
+        raise check.fail("alerts.smtp_host", "email_to needs the SMTP server (smtp_host)")
+    if not webhook and not email_to:
+        raise check.fail("alerts", "give a webhook, or email_to and smtp_host")
+    port = check.number(table, "smtp_port", "alerts", positive=True)
+    if port is not None and (port != int(port) or port > 65535):
+        raise check.fail("alerts.smtp_port", f"{port} is not a port number")
+    starttls = table.get("starttls", True)
+    if not isinstance(starttls, bool):
+        raise check.fail("alerts.starttls", "must be true or false")
+    return Channels(webhook_url=webhook, webhook_secret=secrets["webhook_secret"],
+                    email_to=tuple(email_to), email_from=check.string(table, "email_from",
+                                                                      "alerts"),
+                    smtp_host=smtp_host, smtp_port=int(port or 587),
+                    smtp_user=check.string(table, "smtp_user", "alerts"),
+                    smtp_password=secrets["smtp_password"], starttls=starttls)
 
 
 def _optional_path(check: _Checker, base: Path, document: dict, key: str) -> Path | None:

@@ -32,6 +32,16 @@ class WatchListRun:
     run: ScaleRun
     exports: dict[Path, dict[str, Path]] = field(default_factory=dict)  # per watch file
     reports: dict[Path, object] = field(default_factory=dict)
+    alerts: dict[Path, AlertsRun] = field(default_factory=dict)
+
+
+@dataclass
+class AlertsRun:
+    """The alerts one watch file's run recorded, and what was delivered (of them and of
+    earlier runs' undelivered alerts)."""
+
+    recorded: list[str]
+    delivery: object  # sitewatch.alerts.Delivery
 
 
 def run_watch_list(
@@ -103,7 +113,24 @@ def _run_watches(watches, scheduler, workers, tile_px: int, overlap_px: int,
             say(f"Writing the report of {watch.path.name}")
             result.reports[watch.path] = build_report(
                 watch.workspace, watch.report, on_progress=lambda message, fraction: say(message))
+        if watch.alerts is not None:
+            result.alerts[watch.path] = _send_alerts(watch, result, say)
     return result
+
+
+def _send_alerts(watch, result: WatchListRun, say: Callable[[str], None]) -> AlertsRun:
+    """Record the watch file's new findings as alerts and deliver what is pending."""
+    from sitewatch.alerts import deliver, record_alerts
+
+    links = {}
+    if watch.path in result.reports:
+        links["report"] = str(result.reports[watch.path].html)
+    if watch.exports is not None:
+        links["exports"] = str(watch.exports)
+    say(f"Sending the alerts of {watch.path.name}")
+    with Workspace.open(watch.workspace) as ws:
+        recorded = record_alerts(ws, [spec.name for spec in watch.aois], links)
+        return AlertsRun(recorded, deliver(ws, watch.alerts))
 
 
 def _fetch_new_items(ws: Workspace, watch, source, region,

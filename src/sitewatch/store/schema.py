@@ -6,7 +6,8 @@ Dates and times are ISO 8601 strings in UTC. Measurements are in metres, square 
 degrees clockwise from north.
 
 Bump :data:`SCHEMA_VERSION` whenever a layer changes; a workspace whose recorded version is newer
-than this one is refused rather than misread.
+than this one is refused rather than misread, and an older one is migrated on opening by the
+steps of :data:`ADDED_LAYERS` (layers added since its version), in one transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Version of the layout below, recorded in the ``sitewatch_meta`` table of every workspace.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,27 @@ LAYERS: tuple[Layer, ...] = (
         None,
         ("subject TEXT", "text TEXT NOT NULL", "author TEXT", "created_at TEXT NOT NULL"),
     ),
+    Layer(
+        "alerts",
+        "Notifications of new sites and new phases of known sites, and their delivery to each "
+        "channel (webhook, email); one row per finding, sent once.",
+        None,
+        (
+            "alert_id TEXT NOT NULL UNIQUE",  # aoi/site/phase/date: the finding it reports
+            "aoi TEXT NOT NULL",
+            "site_id TEXT NOT NULL",
+            "event TEXT NOT NULL",  # new_site | new_phase
+            "phase TEXT",
+            "created_at TEXT NOT NULL",
+            "properties TEXT NOT NULL",  # JSON: the alert document sent
+            "webhook_sent_at TEXT",  # NULL while not delivered (or no webhook configured)
+            "email_sent_at TEXT",
+            "last_error TEXT",
+        ),
+    ),
 )
+
+#: The layers each schema version added, for migrating older workspaces.
+ADDED_LAYERS: dict[int, tuple[str, ...]] = {2: ("alerts",)}
 
 LAYERS_BY_NAME = {layer.name: layer for layer in LAYERS}

@@ -28,7 +28,7 @@ from typing import Any
 from sitewatch import __version__
 from sitewatch.errors import SitewatchError, is_disk_full
 from sitewatch.store import geopackage
-from sitewatch.store.schema import LAYERS, LAYERS_BY_NAME, SCHEMA_VERSION
+from sitewatch.store.schema import ADDED_LAYERS, LAYERS, LAYERS_BY_NAME, SCHEMA_VERSION
 
 #: Name of the GeoPackage inside a workspace directory.
 GPKG_NAME = "sitewatch.gpkg"
@@ -249,11 +249,28 @@ def _check_schema(conn: sqlite3.Connection, gpkg: Path) -> None:
             gpkg,
         )
     if version < SCHEMA_VERSION:
-        raise SitewatchError(
-            f"workspace uses the older schema {version}; this sitewatch has no migration to "
-            f"{SCHEMA_VERSION}",
-            gpkg,
-        )
+        _migrate(conn, gpkg, version)
+
+
+def _migrate(conn: sqlite3.Connection, gpkg: Path, version: int) -> None:
+    """Bring a workspace of schema ``version`` to :data:`SCHEMA_VERSION` in one transaction:
+    the layers added since are created empty; nothing stored is changed."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for name in ADDED_LAYERS.get(step, ()):
+                layer = LAYERS_BY_NAME[name]
+                conn.execute(layer.ddl())
+                geopackage.register_layer(conn, layer.name, layer.description,
+                                          layer.geometry_type)
+        conn.execute("UPDATE sitewatch_meta SET value = ? WHERE key = 'schema_version'",
+                     (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise SitewatchError(f"cannot migrate the workspace from schema {version} to "
+                             f"{SCHEMA_VERSION} ({exc}); is it writable?", gpkg) from exc
 
 
 def _create_gpkg(gpkg: Path) -> None:
