@@ -392,6 +392,11 @@ def _choose_assets(item: pystac.Item, catalogue: Catalogue,
     return chosen
 
 
+def _mask_kind(key: str) -> str:
+    lowered = key.lower()
+    return "qa_pixel" if lowered == "qa_pixel" else "scl"
+
+
 def _is_raster_data(asset: pystac.Asset) -> bool:
     media = (asset.media_type or "").split(";")[0].strip()
     return (media in _RASTER_MEDIA and (not asset.roles or "data" in asset.roles))
@@ -505,9 +510,11 @@ def _local_item(item: pystac.Item, chosen: list[_Asset], folder: Path, request: 
             transform, shape_ = list(dataset.transform)[:6], [dataset.height, dataset.width]
             footprint = box(*transform_bounds(dataset.crs, "EPSG:4326", *dataset.bounds))
         entry = {"href": f"./{asset.name}.tif", "type": COG_MEDIA_TYPE,
-                 "roles": ["data-mask"] if asset.is_mask else ["data"],
+                 "roles": ["cloud", "cloud-shadow"] if asset.is_mask else ["data"],
                  "proj:shape": shape_, "proj:transform": transform,
                  "sitewatch:source_href": asset.href}
+        if asset.is_mask:
+            entry["sitewatch:mask_kind"] = _mask_kind(asset.key)
         if asset.bands:
             entry["eo:bands"] = list(asset.bands)
         assets[asset.name] = entry

@@ -98,9 +98,11 @@ def read_items(path: Path) -> list[pystac.Item]:
 def describe_item(item: pystac.Item) -> Scene:
     """Describe one STAC item as a scene, its bands from its data assets."""
     item_path = Path(item.get_self_href() or item.id).resolve()
+    masks = {key: kind for key, asset in item.assets.items()
+             if (kind := provider_mask_kind(key, asset))}
     data_assets = {
         key: asset for key, asset in item.assets.items()
-        if (not asset.roles or "data" in asset.roles)
+        if (not asset.roles or "data" in asset.roles) and key not in masks
         and (asset.media_type is None or asset.media_type.split(";")[0] in _RASTER_MEDIA)
     }
     if not data_assets:
@@ -149,7 +151,31 @@ def describe_item(item: pystac.Item) -> Scene:
     scene.platform = platform
     scene.cloud_cover = item.properties.get("eo:cloud_cover")
     scene.properties = {"stac_item_id": item.id, **item.properties}
+    for key, kind in sorted(masks.items())[:1]:
+        asset = item.assets[key]
+        if _is_remote(asset.href):
+            continue  # its bands are remote too, and refused above
+        path = Path(asset.get_absolute_href() or asset.href)
+        if not path.exists():
+            raise SitewatchError(f"STAC item {item.id!r}: mask asset {key!r} points to {path}, "
+                                 "which does not exist", item_path)
+        scene.properties["provider_mask"] = {"file": str(path), "kind": kind, "asset": key}
+        scene.files = sorted({*scene.files, str(path)})
     return scene
+
+
+def provider_mask_kind(key: str, asset: pystac.Asset) -> str | None:
+    """``"scl"`` for a Sentinel-2 L2A scene classification asset, ``"qa_pixel"`` for a Landsat
+    Collection 2 pixel quality asset, else None (see :mod:`sitewatch.stack.provider_masks`)."""
+    kind = asset.extra_fields.get("sitewatch:mask_kind")
+    if kind:
+        return str(kind)
+    lowered = key.lower()
+    if lowered == "scl" or lowered.startswith("scl_"):
+        return "scl"
+    if lowered == "qa_pixel":
+        return "qa_pixel"
+    return None
 
 
 def _sensor(item: pystac.Item) -> str | None:

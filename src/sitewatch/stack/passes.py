@@ -34,6 +34,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from sitewatch.errors import SitewatchError
+from sitewatch.stack import provider_masks
 from sitewatch.stack.acquisition import Acquisition
 from sitewatch.stack.aoi import AOI
 from sitewatch.stack.clouds import COMMON_NAMES, CloudMask, cloud_mask
@@ -209,12 +210,17 @@ def cloud_band_keys(scenes: Sequence[dict], band_names: Sequence[str]) -> list[s
 
 
 def acquisition_clouds(acq: Acquisition, band_names: Sequence[str], data: np.ndarray,
-                       valid: np.ndarray, pixel_size_m: float) -> CloudMask:
+                       valid: np.ndarray, pixel_size_m: float,
+                       provider: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+                       ) -> CloudMask:
     """Cloud and shadow masks of ``data`` (bands, rows, cols) of ``acq``; none for 8-bit
     imagery.
 
     8-bit products (aerial and VHR RGB deliveries) are display-stretched, not reflectance, so
     the spectral thresholds do not apply; such imagery is also normally ordered cloud-free.
+    ``provider`` is the (cloud, shadow, kinds) of the masks that came with the imagery
+    (:func:`sitewatch.stack.provider_masks.read_masks`), on the same pixels: a pixel either
+    marks is masked.
     """
     if all(band["dtype"] == "uint8" for scene in acq.scenes for band in scene["bands"]
            if band["name"] in band_names):
@@ -223,8 +229,16 @@ def acquisition_clouds(acq: Acquisition, band_names: Sequence[str], data: np.nda
     min_area = VHR_MIN_CLOUD_AREA_M2 if pixel_size_m < VHR_PIXEL_M else MIN_CLOUD_AREA_M2
     keys = cloud_band_keys(acq.scenes, band_names)
     bands = {key: data[i] for i, key in enumerate(keys)}
-    return cloud_mask(bands, pixel_size_m=pixel_size_m, valid=valid,
+    mask = cloud_mask(bands, pixel_size_m=pixel_size_m, valid=valid,
                       min_cloud_area_m2=min_area, **acq.sun_angles)
+    if provider is None:
+        return mask
+    provider_cloud, provider_shadow, kinds = provider
+    cloud = (mask.cloud | provider_cloud) & valid
+    shadow = (mask.shadow | provider_shadow) & valid & ~cloud
+    return CloudMask(cloud, shadow, mask.probability,
+                     f"{mask.method} + provider {'/'.join(kinds)}", valid=valid,
+                     params={**mask.params, "provider_masks": kinds})
 
 
 def survey(acquisitions: list[Acquisition], band_names: Sequence[str], grid: Grid,
@@ -239,7 +253,9 @@ def survey(acquisitions: list[Acquisition], band_names: Sequence[str], grid: Gri
             progress(f"Surveying {acq.key}", 0.1 * i / len(acquisitions))
         with acq.reader(band_names, grid) as reader:
             data, valid = reader.read_decimated(factor)
-        mask = acquisition_clouds(acq, band_names, data, valid, grid.resolution * factor)
+        provider = provider_masks.read_masks(acq.scenes, grid, factor=factor)
+        mask = acquisition_clouds(acq, band_names, data, valid, grid.resolution * factor,
+                                  provider)
         clear = valid & mask.clear
         previews[acq.key] = Preview(data, clear, factor)
         outcomes.append(AcquisitionOutcome(
@@ -371,7 +387,9 @@ def stack_window(reader, acq: Acquisition, outcome: AcquisitionOutcome,
     field to the reference is estimated and undone.
     """
     data, valid = reader.read(outer)
-    masks = acquisition_clouds(acq, band_names, data, valid, grid.resolution)
+    provider = provider_masks.read_masks(acq.scenes, grid, window=outer,
+                                         shift=outcome.applied_shift)
+    masks = acquisition_clouds(acq, band_names, data, valid, grid.resolution, provider)
     cloud, shadow = masks.cloud, masks.shadow
     if ref_reader is not None:
         data, valid, cloud, shadow = _correct_locally(
