@@ -493,3 +493,35 @@ def test_a_stac_item_collection_is_ingested_with_relative_hrefs(tmp_path):
     assert len(first.scene_ids) == 6
     again = sitewatch.ingest([collection], tmp_path / "ws")
     assert again.added == [] and sorted(again.unchanged) == sorted(first.scene_ids)
+
+
+def test_a_footprint_across_the_antimeridian_is_cut_in_two_valid_parts(tmp_path):
+    """A 40 x 40 km scene of UTM zone 60S centred near 180 degrees east (Fiji's Taveuni): its
+    footprint is two valid parts, one each side of the antimeridian, not a polygon round the
+    Earth."""
+    path = write_geotiff(tmp_path / "scene_20200101.tif", np.ones((1, 40, 40), np.uint16),
+                         crs="EPSG:32760", transform=from_origin(800_000, 8_200_000, 1000, 1000))
+    sitewatch.ingest([path], tmp_path / "ws")
+    (scene,) = sitewatch.scenes(tmp_path / "ws")
+    footprint = shapely.from_wkt(scene["footprint_wkt"])
+    assert footprint.geom_type == "MultiPolygon" and footprint.is_valid
+    west, east = sorted(footprint.geoms, key=lambda part: part.bounds[0])
+    assert west.bounds[0] >= -180 and west.bounds[2] <= -179.0  # the part east of 180 E
+    assert east.bounds[0] >= 179.0 and east.bounds[2] <= 180
+    assert footprint.intersects(shapely.Point(179.99, -16.3))
+    assert footprint.intersects(shapely.Point(-179.99, -16.3))
+    assert not footprint.intersects(shapely.Point(0.0, -16.3))
+
+
+def test_a_footprint_around_a_pole_contains_it(tmp_path):
+    """A 1000 x 1000 km scene of NSIDC's north polar stereographic grid centred on the pole."""
+    path = write_geotiff(tmp_path / "scene_20200101.tif", np.ones((1, 100, 100), np.uint16),
+                         crs="EPSG:3413", transform=from_origin(-500_000, 500_000, 10_000, 10_000))
+    sitewatch.ingest([path], tmp_path / "ws")
+    (scene,) = sitewatch.scenes(tmp_path / "ws")
+    footprint = shapely.from_wkt(scene["footprint_wkt"])
+    assert footprint.is_valid
+    assert footprint.contains(shapely.Point(10.0, 89.9))
+    assert footprint.contains(shapely.Point(-170.0, 87.0))
+    assert not footprint.intersects(shapely.Point(0.0, 80.0))  # ~1100 km from the pole
+    assert footprint.bounds[0] == -180 and footprint.bounds[2] == 180

@@ -139,7 +139,8 @@ def test_a_workspace_that_cannot_be_created_leaves_no_empty_folders(tmp_path, mo
 
 
 def test_a_schema_1_workspace_is_migrated_without_losing_records(tmp_path):
-    """Schema 2 added the alerts table: an older workspace gets it, empty, on opening."""
+    """Schema 2 added the alerts table and widened the scenes' footprints to any geometry
+    (MultiPolygons at the antimeridian): an older workspace gets both on opening."""
     with Workspace.open(tmp_path / "ws", create=True) as ws:
         with ws.transaction() as txn:
             txn.insert("notes", {"subject": "s", "text": "kept", "created_at": "2020-01-01"})
@@ -147,6 +148,8 @@ def test_a_schema_1_workspace_is_migrated_without_losing_records(tmp_path):
     conn.execute("DROP TABLE alerts")
     conn.execute("DELETE FROM gpkg_contents WHERE table_name = 'alerts'")
     conn.execute("UPDATE sitewatch_meta SET value = '1' WHERE key = 'schema_version'")
+    conn.execute("UPDATE gpkg_geometry_columns SET geometry_type_name = 'POLYGON' "
+                 "WHERE table_name = 'scenes'")
     conn.commit()
     conn.close()
     with Workspace.open(tmp_path / "ws") as ws:
@@ -155,4 +158,7 @@ def test_a_schema_1_workspace_is_migrated_without_losing_records(tmp_path):
     conn = sqlite3.connect(tmp_path / "ws" / "sitewatch.gpkg")
     version = conn.execute("SELECT value FROM sitewatch_meta WHERE key = 'schema_version'")
     assert version.fetchone()[0] == str(SCHEMA_VERSION)
+    retyped = conn.execute("SELECT geometry_type_name FROM gpkg_geometry_columns "
+                           "WHERE table_name = 'scenes'")
+    assert retyped.fetchone()[0] == "GEOMETRY"
     conn.close()

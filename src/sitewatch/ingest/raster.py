@@ -20,11 +20,12 @@ import rasterio
 import rasterio.errors
 from pyproj import CRS, Geod, Transformer
 from rasterio.enums import Resampling
-from shapely.geometry import Polygon, box
+from shapely.geometry import MultiPolygon, Polygon, box
 
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest.records import Band, Scene
 from sitewatch.ingest.sensors import BandSpec
+from sitewatch.lonlat import polygon_from_ring
 
 #: Longest side, in pixels, of the decimated read used to measure the nodata fraction.
 MASK_READ_SIZE = 1024
@@ -126,10 +127,11 @@ def resolution_metres(crs: CRS, transform, width: int, height: int) -> float:
 
 
 def footprint_4326(crs: CRS, transform, width: int, height: int,
-                   path: str | os.PathLike | None = None) -> Polygon:
-    """The raster's outline as a lon/lat polygon, edges densified before reprojection; a
-    georeference that puts any corner off the Earth (latitude beyond 90 degrees, or nowhere) is
-    the file's error, named with ``path``."""
+                   path: str | os.PathLike | None = None) -> Polygon | MultiPolygon:
+    """The raster's outline as a lon/lat polygon, edges densified before reprojection (cut in
+    two at the antimeridian, closed along the pole around one, see
+    :func:`sitewatch.lonlat.polygon_from_ring`); a georeference that puts any corner off the
+    Earth (latitude beyond 90 degrees, or nowhere) is the file's error, named with ``path``."""
     outline = box(0, 0, width, height).exterior
     steps = np.linspace(0.0, 1.0, 4 * (FOOTPRINT_EDGE_POINTS - 1) + 1)
     cols, rows = zip(*(outline.interpolate(s, normalized=True).coords[0] for s in steps),
@@ -141,7 +143,7 @@ def footprint_4326(crs: CRS, transform, width: int, height: int,
         reach = np.nanmax(np.abs(lats)) if np.isfinite(lats).any() else float("nan")
         raise SitewatchError(f"its georeference puts it off the Earth (latitude up to "
                              f"{reach:.1f} degrees); check its CRS and geotransform", path)
-    return Polygon(zip(lons, lats, strict=True)).normalize()
+    return polygon_from_ring(lons, lats)
 
 
 def nodata_fraction(dataset: rasterio.DatasetReader, nodata: float | None,

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from shapely.geometry import Polygon
+from shapely.geometry import MultiPolygon, Polygon
 
 from sitewatch.store.geopackage import now_iso
 
@@ -44,7 +44,7 @@ class Scene:
     bands: list[Band]
     crs_wkt: str
     epsg: int | None
-    footprint: Polygon  # EPSG:4326, lon/lat
+    footprint: Polygon | MultiPolygon  # EPSG:4326, lon/lat; cut at the antimeridian
     nodata_fraction: float
     driver: str
     acquired: datetime | None = None

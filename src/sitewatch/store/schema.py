@@ -7,7 +7,8 @@ degrees clockwise from north.
 
 Bump :data:`SCHEMA_VERSION` whenever a layer changes; a workspace whose recorded version is newer
 than this one is refused rather than misread, and an older one is migrated on opening by the
-steps of :data:`ADDED_LAYERS` (layers added since its version), in one transaction.
+steps of :data:`ADDED_LAYERS` and :data:`RETYPED_LAYERS` (layers added, geometry types widened
+since its version), in one transaction.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ class Layer:
 LAYERS: tuple[Layer, ...] = (
     Layer(
         "scenes",
-        "Registered imagery: one row per acquisition, footprint in EPSG:4326; pixels stay in "
-        "the source files.",
-        "POLYGON",
+        "Registered imagery: one row per acquisition, footprint in EPSG:4326 (a MultiPolygon "
+        "where it crosses the antimeridian); pixels stay in the source files.",
+        "GEOMETRY",
         (
             "scene_id TEXT NOT NULL UNIQUE",
             "source TEXT NOT NULL UNIQUE",  # absolute path of the file, folder or STAC item
@@ -211,5 +212,7 @@ LAYERS: tuple[Layer, ...] = (
 
 #: The layers each schema version added, for migrating older workspaces.
 ADDED_LAYERS: dict[int, tuple[str, ...]] = {2: ("alerts",)}
+#: The geometry types each schema version changed (layer -> new GeoPackage type name).
+RETYPED_LAYERS: dict[int, dict[str, str]] = {2: {"scenes": "GEOMETRY"}}
 
 LAYERS_BY_NAME = {layer.name: layer for layer in LAYERS}

@@ -28,7 +28,13 @@ from typing import Any
 from sitewatch import __version__
 from sitewatch.errors import SitewatchError, is_disk_full
 from sitewatch.store import geopackage
-from sitewatch.store.schema import ADDED_LAYERS, LAYERS, LAYERS_BY_NAME, SCHEMA_VERSION
+from sitewatch.store.schema import (
+    ADDED_LAYERS,
+    LAYERS,
+    LAYERS_BY_NAME,
+    RETYPED_LAYERS,
+    SCHEMA_VERSION,
+)
 
 #: Name of the GeoPackage inside a workspace directory.
 GPKG_NAME = "sitewatch.gpkg"
@@ -254,7 +260,8 @@ def _check_schema(conn: sqlite3.Connection, gpkg: Path) -> None:
 
 def _migrate(conn: sqlite3.Connection, gpkg: Path, version: int) -> None:
     """Bring a workspace of schema ``version`` to :data:`SCHEMA_VERSION` in one transaction:
-    the layers added since are created empty; nothing stored is changed."""
+    the layers added since are created empty and widened geometry types recorded; nothing
+    stored is changed."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -263,6 +270,9 @@ def _migrate(conn: sqlite3.Connection, gpkg: Path, version: int) -> None:
                 conn.execute(layer.ddl())
                 geopackage.register_layer(conn, layer.name, layer.description,
                                           layer.geometry_type)
+            for name, geometry_type in RETYPED_LAYERS.get(step, {}).items():
+                conn.execute("UPDATE gpkg_geometry_columns SET geometry_type_name = ? "
+                             "WHERE table_name = ?", (geometry_type, name))
         conn.execute("UPDATE sitewatch_meta SET value = ? WHERE key = 'schema_version'",
                      (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
