@@ -8,11 +8,16 @@
   :mod:`compare`: the same for two images without a workspace.
 """
 
-from sitewatch.detect import pairwise  # noqa: F401  (registers the pairwise methods)
-from sitewatch.detect.base import ChangeResult, pairwise_methods, register
-from sitewatch.detect.compare import compare
-from sitewatch.detect.run import TIMESERIES, DetectResult, detect
-from sitewatch.detect.timeseries import BreakResult, detect_breaks
+import lazy_loader
 
-__all__ = ["TIMESERIES", "BreakResult", "ChangeResult", "DetectResult", "compare", "detect",
-           "detect_breaks", "pairwise_methods", "register"]
+# Names are loaded on first use (as scikit-image does), so importing one module of the
+# package does not import every stage it re-exports.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "base": ["ChangeResult", "pairwise_methods", "register"],
+        "compare": ["compare"],
+        "run": ["TIMESERIES", "DetectResult", "detect"],
+        "timeseries": ["BreakResult", "detect_breaks"],
+    },
+)

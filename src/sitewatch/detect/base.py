@@ -74,7 +74,10 @@ def register(name: str) -> Callable[[PairwiseMethod], PairwiseMethod]:
 
 
 def pairwise_methods() -> dict[str, PairwiseMethod]:
-    """Registered pairwise methods by name."""
+    """Registered pairwise methods by name: those of :mod:`sitewatch.detect.pairwise` (loaded
+    here, on first use) and any registered since."""
+    import sitewatch.detect.pairwise  # noqa: F401  (its decorators fill the registry)
+
     return dict(_REGISTRY)
 
 

@@ -115,8 +115,8 @@ def describe_item(item: pystac.Item) -> Scene:
         if _is_remote(asset.href):
             raise SitewatchError(
                 f"STAC item {item.id!r}: asset {key!r} is at {asset.href}, not on this machine; "
-                "ingest reads local files only and downloads nothing (download the asset and "
-                "point the item at the file)", item_path)
+                "ingest reads local files only; 'sitewatch fetch' reads the AOI's window of "
+                "such items from their STAC API into the workspace", item_path)
         href = Path(asset.get_absolute_href() or asset.href)
         if not href.exists():
             raise SitewatchError(

@@ -6,9 +6,15 @@ distance and bearing to places, side of the border) and :mod:`extract` (the stag
 store).
 """
 
-from sitewatch.sites.extract import Observation, Site, SitesResult, extract_sites
-from sitewatch.sites.lifecycle import Lifecycle, Phase, lifecycle
-from sitewatch.sites.measure import Measurements, measure
+import lazy_loader
 
-__all__ = ["Lifecycle", "Measurements", "Observation", "Phase", "Site", "SitesResult",
-           "extract_sites", "lifecycle", "measure"]
+# Names are loaded on first use (as scikit-image does), so importing one module of the
+# package does not import every stage it re-exports.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "extract": ["Observation", "Site", "SitesResult", "extract_sites"],
+        "lifecycle": ["Lifecycle", "Phase", "lifecycle"],
+        "measure": ["Measurements", "measure"],
+    },
+)

@@ -6,10 +6,16 @@ Modules, in pipeline order: :mod:`aoi` (what area), :mod:`grid` (which pixels),
 and :mod:`output` (the Zarr store).
 """
 
-from sitewatch.stack.aoi import AOI, from_bbox, from_geojson, from_place
-from sitewatch.stack.build import AcquisitionOutcome, StackResult, build_stack, latest_stack
-from sitewatch.stack.grid import Grid, grid_for, utm_epsg
-from sitewatch.stack.output import open_stack
+import lazy_loader
 
-__all__ = ["AOI", "AcquisitionOutcome", "Grid", "StackResult", "build_stack", "from_bbox",
-           "from_geojson", "from_place", "grid_for", "latest_stack", "open_stack", "utm_epsg"]
+# Names are loaded on first use (as scikit-image does), so importing one module of the
+# package does not import every stage it re-exports.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "aoi": ["AOI", "from_bbox", "from_geojson", "from_place"],
+        "build": ["AcquisitionOutcome", "StackResult", "build_stack", "latest_stack"],
+        "grid": ["Grid", "grid_for", "utm_epsg"],
+        "output": ["open_stack"],
+    },
+)
