@@ -357,7 +357,10 @@ bbox = [40.935, 34.385, 40.950, 34.396]
     assert any(s["change_type"] == "new_construction" for s in sites), sites
 
     recorded = first.alerts.recorded + second.alerts.recorded
-    assert recorded and not third.alerts.recorded
+    assert first.alerts.recorded and not third.alerts.recorded
+    # the second run's one alert: the compound, found on the first run, is now under way
+    (new_phase,) = second.alerts.recorded
+    assert "/under_construction/" in new_phase
     assert not first.alerts.delivery.webhook  # the receiver was down: kept for later
     if first.alerts.recorded:
         assert "webhook" in first.alerts.delivery.errors[0]
@@ -365,8 +368,10 @@ bbox = [40.935, 34.385, 40.950, 34.396]
     assert sorted(d["alert_id"] for d in documents) == sorted(recorded)  # each once
     for body, header in receiver.received:
         assert header == "sha256=" + signature(body, "s3cret")
-    compound = next(d for d in documents if d["site"]["change_type"] == "new_construction")
-    assert compound["event"] == "new_site" and compound["findings"]
+    phase_alert = next(d for d in documents if d["alert_id"] == new_phase)
+    assert phase_alert["event"] == "new_phase" and phase_alert["findings"]
+    assert phase_alert["phase"]["phase"] == "under_construction"
+    compound = phase_alert
     assert compound["site"]["length_m"] > 0
     assert len(inbox.messages) == sum(bool(r.alerts.recorded) for r in runs)
     assert compound["site"]["site_id"] in "".join(inbox.messages)
@@ -388,3 +393,22 @@ def test_watch_file_stac_mistakes_are_found_before_anything_is_written(tmp_path,
     with pytest.raises(SitewatchError, match=message.replace("[", r"\[").replace("]", r"\]")):
         api.watch_run(watch)
     assert not (tmp_path / "ws").exists()
+
+
+def test_slow_servers_time_out_in_one_line(files, stac_api, monkeypatch, tmp_path):
+    """An API or a file server slower than the timeouts: a one-line error naming it."""
+    from sitewatch.ingest import fetch, search
+
+    files.httpd.delay_s = 2.0
+    monkeypatch.setattr(search, "API_TIMEOUT_S", (1.0, 1.0))
+    monkeypatch.setattr(search, "API_RETRIES", 0)
+    with pytest.raises(SitewatchError, match="no answer within 1 s"):
+        api.search(files.url + "/api/", [COLLECTION], aoi=AOI)
+    monkeypatch.setitem(fetch.GDAL_HTTP_OPTIONS, "GDAL_HTTP_TIMEOUT", 1)
+    monkeypatch.setitem(fetch.GDAL_HTTP_OPTIONS, "GDAL_HTTP_MAX_RETRY", 0)
+    monkeypatch.setattr(fetch, "READ_RETRIES", 0)
+    run = api.fetch(tmp_path / "ws", stac_api.url, [COLLECTION], aoi=AOI, name="gate",
+                    assets=["B02"], start="2019-01-01")
+    files.httpd.delay_s = 0.0
+    assert len(run.report.failed) == 2 and run.ingested is None
+    assert all(files.url in reason for _, reason in run.report.failed)

@@ -42,7 +42,8 @@ def open_client(catalogue: Catalogue) -> pystac_client.Client:
                   allowed_methods=("GET", "POST"), raise_on_status=False)
     stac_io = StacApiIO(timeout=API_TIMEOUT_S, max_retries=retry)
     try:
-        return pystac_client.Client.open(catalogue.url, stac_io=stac_io)
+        # Client.open sets its own timeout on the reader: give it the same
+        return pystac_client.Client.open(catalogue.url, stac_io=stac_io, timeout=API_TIMEOUT_S)
     except (requests.RequestException, APIError, pystac.STACError, ValueError) as exc:
         raise SitewatchError(f"the STAC API at {catalogue.url} cannot be used: "
                              f"{_first_line(exc)}") from exc
@@ -103,7 +104,7 @@ def _acquired(item: pystac.Item) -> datetime:
 
 
 def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
         return f"no answer within {API_TIMEOUT_S[1]:g} s, {API_RETRIES + 1} attempts"
     if isinstance(exc, requests.ConnectionError):
         return (f"cannot connect after {API_RETRIES + 1} attempts (is the URL right and the "
