@@ -53,6 +53,13 @@ def test_a_minimal_watch_file_resolves_paths_against_its_folder(tmp_path):
     (lambda t: t + 'methods = ["default", "magic"]\n', "unknown method(s) magic"),
     (lambda t: t + 'epsg = 99999\n', "EPSG:99999 is not a known CRS"),
     (lambda t: t + 'normalisation = "gamma"\n', "'gamma' is not one of irmad"),
+    # issue 21: found before anything is written, not after ingest
+    (lambda t: t.replace('[imagery]', '[imagery]\nstart = 2019-05-01\nend = 2019-01-01'),
+     "imagery.end: 2019-01-01 is before imagery.start"),
+    (lambda t: t.replace('bbox = [40.0, 34.0, 40.1, 34.1]', 'place = "Nowhere"'),
+     "aoi[1].place: no reference place named 'Nowhere'"),
+    (lambda t: t.replace('[imagery]', '[reference]\nfiles = ["missing.geojson"]\n[imagery]'),
+     "reference.files"),
 ])
 def test_mistakes_name_the_file_and_the_key(tmp_path, edit, message):
     path = _write(tmp_path, edit(MINIMAL))

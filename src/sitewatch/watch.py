@@ -180,17 +180,28 @@ def read_watch_file(path: str | os.PathLike) -> WatchFile:
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise SitewatchError(f"AOI names must differ, got {names}", path)
+    start = check.date(imagery, "start", "imagery")
+    end = check.date(imagery, "end", "imagery", end_of_day=True)
+    if start is not None and end is not None and end < start:
+        raise check.fail("imagery.end", f"{end:%Y-%m-%d} is before imagery.start "
+                                        f"({start:%Y-%m-%d})")
+    reference_files = tuple(base / f for f in check.strings(reference, "files", "reference"))
+    for file in reference_files:
+        if not file.is_file():
+            raise check.fail("reference.files", f"{file} is not a file")
+    reference_features = tuple(
+        [_place_feature(check, t, n) for n, t in enumerate(reference.get("places", []), 1)]
+        + [_border_feature(check, t, n) for n, t in enumerate(reference.get("borders", []), 1)])
+    workspace = base / check.string(document, "workspace", "", required=True)
+    _check_aoi_places(check, specs, reference_files, reference_features, workspace)
     return WatchFile(
         path=path,
-        workspace=base / check.string(document, "workspace", "", required=True),
+        workspace=workspace,
         sources=sources,
-        start=check.date(imagery, "start", "imagery"),
-        end=check.date(imagery, "end", "imagery", end_of_day=True),
-        reference_files=tuple(base / f for f in check.strings(reference, "files", "reference")),
-        reference_features=tuple(
-            [_place_feature(check, t, n) for n, t in enumerate(reference.get("places", []), 1)]
-            + [_border_feature(check, t, n)
-               for n, t in enumerate(reference.get("borders", []), 1)]),
+        start=start,
+        end=end,
+        reference_files=reference_files,
+        reference_features=reference_features,
         aois=specs,
         report=_optional_path(check, base, document, "report"),
         exports=_optional_path(check, base, document, "exports"),
@@ -312,6 +323,34 @@ def _sources(check: _Checker, base: Path, patterns: Sequence[str]) -> tuple[Path
                                                 f"(relative to {base})")
         found.extend(Path(m) for m in matches)
     return tuple(dict.fromkeys(found))
+
+
+def _check_aoi_places(check: _Checker, specs: Sequence[AOISpec],
+                      reference_files: Sequence[Path], reference_features: Sequence[dict],
+                      workspace: Path) -> None:
+    """Every ``place`` an AOI names is a place of the watch file's references or already of
+    the workspace, so that a typo stops the run before anything is written."""
+    from sitewatch.geojson import features, read_geojson
+    from sitewatch.store import GPKG_NAME, Workspace
+
+    wanted = [(number, spec.place) for number, spec in enumerate(specs, start=1) if spec.place]
+    if not wanted:
+        return
+    known = {f["properties"].get("name") for f in reference_features
+             if f["geometry"]["type"] == "Point"}
+    for file in reference_files:
+        known |= {(feature.get("properties") or {}).get("name")
+                  for feature in features(read_geojson(file, "reference file"))
+                  if isinstance(feature, dict)
+                  and (feature.get("geometry") or {}).get("type") == "Point"}
+    if any(place not in known for _, place in wanted) and (workspace / GPKG_NAME).is_file():
+        with Workspace.open(workspace) as ws:
+            known |= {row["name"] for row in ws.rows("places")}
+    for number, place in wanted:
+        if place not in known:
+            listed = ", ".join(sorted(str(name) for name in known if name)) or "none"
+            raise check.fail(f"aoi[{number}].place", f"no reference place named {place!r} in "
+                             f"[reference] or the workspace (known: {listed})")
 
 
 def _stac_sources(check: _Checker, tables: Any) -> tuple[StacSource, ...]:
