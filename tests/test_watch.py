@@ -9,7 +9,8 @@ import shapely
 import sitewatch
 from sitewatch import Workspace
 from sitewatch.errors import SitewatchError
-from sitewatch.watch import read_watch_file, run_watch
+from sitewatch.scale.watchlist import run_watch
+from sitewatch.watch import read_watch_file
 
 MINIMAL = """
 workspace = "ws"

@@ -7,8 +7,6 @@ The Python API mirrors the ``sitewatch`` command::
     sitewatch.scenes("my-workspace")                     # sitewatch scenes -w my-workspace
 """
 
-__version__ = "0.1.0"
-
 # The stage packages are imported before the API functions of the same names are bound below:
 # importing a subpackage for the first time later would rebind ``sitewatch.<name>`` to it.
 import sitewatch.analyst  # noqa: E402, F401
@@ -51,6 +49,7 @@ from sitewatch.api import (  # noqa: E402
 )
 from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.store import Workspace  # noqa: E402
+from sitewatch.version import __version__
 
 __all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_event",
            "add_note", "assessments", "compare", "delete_assessment", "delete_event",

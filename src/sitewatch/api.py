@@ -332,7 +332,7 @@ def watch_run(watch_file: PathLike, *,
               on_progress: Callable[[str], None] | None = None) -> WatchRun:
     """Run the whole pipeline for a watch file (``sitewatch watch run``; see
     :mod:`sitewatch.watch` and docs/watch-file.md)."""
-    from sitewatch.watch import run_watch
+    from sitewatch.scale.watchlist import run_watch
 
     return run_watch(watch_file, on_progress=on_progress)
 

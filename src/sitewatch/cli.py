@@ -32,8 +32,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from sitewatch import __version__, api
+from sitewatch import api
 from sitewatch.errors import SitewatchError, disk_full_message, is_disk_full
+from sitewatch.version import __version__
 
 app = typer.Typer(
     help="Watch places on Earth through satellite images: what was built, cleared or destroyed, "

@@ -1,4 +1,5 @@
-"""Watch files: one TOML file that says what to watch, and ``sitewatch watch run`` to run it.
+"""Watch files: one TOML file that says what to watch, read and checked here; run by
+:func:`sitewatch.scale.watchlist.run_watch` (``sitewatch watch run``).
 
 A watch file names the workspace, the imagery, the reference places and border, and one or more
 areas of interest; running it takes every AOI through the whole pipeline (ingest, stack, detect,
@@ -48,7 +49,7 @@ from __future__ import annotations
 import glob
 import os
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -210,23 +211,9 @@ def read_watch_file(path: str | os.PathLike) -> WatchFile:
     )
 
 
-def run_watch(path: str | os.PathLike, *,
-              on_progress: Callable[[str], None] | None = None) -> WatchRun:
-    """Run the whole pipeline for the watch file at ``path`` in this process (see the module
-    docstring): the AOIs' tiles run inline through :mod:`sitewatch.scale`, so an AOI without
-    new scenes is skipped and new imagery stacks only the new acquisitions."""
-    from sitewatch.scale import INLINE, run_watch_list
-
-    listed = run_watch_list([path], scheduler=INLINE, on_progress=on_progress)
-    watch = listed.watches[0]
-    aois = [AOIRun(job.aoi.name, job.stack, job.detections, job.sites, job.up_to_date)
-            for job in listed.run.jobs]
-    return WatchRun(watch, listed.new_scenes, listed.updated_scenes, aois,
-                    listed.reports.get(watch.path), listed.exports.get(watch.path, {}),
-                    listed.alerts.get(watch.path))
-
-
-def _aoi_geometry(spec: AOISpec, ws):
+def aoi_region(spec: AOISpec, ws):
+    """The :class:`~sitewatch.stack.AOI` of an ``[[aoi]]`` table (a ``place`` is looked up in
+    the workspace ``ws``)."""
     from shapely.geometry import box
 
     from sitewatch.stack import AOI, from_geojson, from_place

@@ -22,7 +22,6 @@ import numpy as np
 import rasterio
 import xarray as xr
 
-from sitewatch import __version__
 from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods
 from sitewatch.detect.nochange import widespread_warning
 from sitewatch.errors import SitewatchError
@@ -30,6 +29,7 @@ from sitewatch.stack import Grid, latest_stack, open_stack
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock
+from sitewatch.version import __version__
 
 #: Method name of the time-series break detection.
 TIMESERIES = "timeseries"

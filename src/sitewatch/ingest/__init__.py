@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sitewatch import __version__
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import dates, discover, eopatch, raster, sensors, stac, xbd
 from sitewatch.ingest.records import Band, Scene
 from sitewatch.store import GPKG_NAME, Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.version import __version__
 
 __all__ = ["Band", "IngestReport", "Scene", "ingest", "describe"]
 

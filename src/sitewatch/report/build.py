@@ -35,7 +35,6 @@ from pathlib import Path
 
 import shapely.geometry
 
-from sitewatch import __version__
 from sitewatch.analyst.findings import findings_summary, site_findings
 from sitewatch.errors import SitewatchError
 from sitewatch.report.document import (
@@ -48,6 +47,7 @@ from sitewatch.report.document import (
 from sitewatch.report.figures import StackImagery, overview_map, site_figures
 from sitewatch.sites.measure import format_distance
 from sitewatch.store import Workspace
+from sitewatch.version import __version__
 
 #: File that marks a directory as a sitewatch report, so the next report may replace it.
 MARKER = ".sitewatch-report"

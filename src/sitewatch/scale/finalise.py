@@ -29,7 +29,6 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import box
 
-from sitewatch import __version__
 from sitewatch.detect.run import DAY_LAYERS, LAYERS, NO_DAY, TIMESERIES, DetectResult
 from sitewatch.scale.plan import StackPlan, fingerprints
 from sitewatch.scale.tiles import Tile
@@ -39,6 +38,7 @@ from sitewatch.stack.build import slug
 from sitewatch.stack.grid import Grid
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
+from sitewatch.version import __version__
 
 #: Block side (pixels) of the assembled GeoTIFF layers.
 GTIFF_BLOCK = 256

@@ -34,13 +34,13 @@ import numpy as np
 import rasterio
 import zarr
 
-from sitewatch import __version__
 from sitewatch.stack import output, passes
 from sitewatch.stack.acquisition import Acquisition, group_acquisitions
 from sitewatch.stack.aoi import AOI
 from sitewatch.stack.grid import Grid, grid_for
 from sitewatch.stack.passes import AcquisitionOutcome
 from sitewatch.store import Workspace
+from sitewatch.version import __version__
 
 #: GDAL block cache of a worker's tasks, MB. GDAL's default, 5 % of the machine's memory, filled
 #: up with a whole scene's blocks during the survey; the readers keep the blocks they reuse

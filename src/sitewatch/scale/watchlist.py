@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sitewatch.scale.cluster import INLINE
 from sitewatch.scale.plan import StackOptions
 from sitewatch.scale.run import OVERLAP_PX, TILE_PX, AOIJob, ScaleRun, run_jobs
 from sitewatch.store import Workspace
 from sitewatch.store.lock import run_lock
-from sitewatch.watch import WatchFile, _aoi_geometry, read_watch_file
+from sitewatch.watch import AOIRun, WatchFile, WatchRun, aoi_region, read_watch_file
 
 
 @dataclass
@@ -42,6 +43,20 @@ class AlertsRun:
 
     recorded: list[str]
     delivery: object  # sitewatch.alerts.Delivery
+
+
+def run_watch(path: str | os.PathLike, *,
+              on_progress: Callable[[str], None] | None = None) -> WatchRun:
+    """Run the whole pipeline for the watch file at ``path`` in this process (see
+    :mod:`sitewatch.watch`): the AOIs' tiles run inline, so an AOI without new scenes is
+    skipped and new imagery stacks only the new acquisitions."""
+    listed = run_watch_list([path], scheduler=INLINE, on_progress=on_progress)
+    watch = listed.watches[0]
+    aois = [AOIRun(job.aoi.name, job.stack, job.detections, job.sites, job.up_to_date)
+            for job in listed.run.jobs]
+    return WatchRun(watch, listed.new_scenes, listed.updated_scenes, aois,
+                    listed.reports.get(watch.path), listed.exports.get(watch.path, {}),
+                    listed.alerts.get(watch.path))
 
 
 def run_watch_list(
@@ -88,7 +103,7 @@ def _run_watches(watches, scheduler, workers, tile_px: int, overlap_px: int,
             for source in watch.stac:
                 for spec in watch.aois:
                     added, changed = _fetch_new_items(ws, watch, source,
-                                                      _aoi_geometry(spec, ws), say)
+                                                      aoi_region(spec, ws), say)
                     new, updated = new + added, updated + changed
             for spec in watch.aois:
                 options = StackOptions(
@@ -96,7 +111,7 @@ def _run_watches(watches, scheduler, workers, tile_px: int, overlap_px: int,
                     start=None if watch.start is None else watch.start.isoformat(),
                     end=None if watch.end is None else watch.end.isoformat(),
                     coregistration=spec.coregistration, normalisation=spec.normalisation)
-                jobs.append(AOIJob(watch.workspace, _aoi_geometry(spec, ws), options,
+                jobs.append(AOIJob(watch.workspace, aoi_region(spec, ws), options,
                                    spec.min_site_area_m2, spec.methods))
     run = run_jobs(jobs, tile_px=tile_px, overlap_px=overlap_px, scheduler=scheduler,
                    workers=workers, on_progress=say)

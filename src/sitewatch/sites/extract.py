@@ -39,7 +39,6 @@ import rasterio.windows
 import shapely
 from pyproj import Transformer
 
-from sitewatch import __version__
 from sitewatch.detect import TIMESERIES, detect
 from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
@@ -59,6 +58,7 @@ from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock
 from sitewatch.validate import positive_number
+from sitewatch.version import __version__
 
 #: Fewest acquisitions for the time-series path; shorter stacks use the pairwise change map.
 MIN_SERIES_DATES = 4

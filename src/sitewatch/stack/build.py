@@ -25,7 +25,6 @@ from pyproj import Transformer
 from rasterio.windows import Window
 from shapely.geometry import box
 
-from sitewatch import __version__
 from sitewatch.errors import SitewatchError
 from sitewatch.stack import output, passes
 from sitewatch.stack.acquisition import group_acquisitions
@@ -36,6 +35,7 @@ from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock
 from sitewatch.validate import fraction, positive_number
+from sitewatch.version import __version__
 
 #: Zarr chunk side (pixels); blocks are multiples of it.
 CHUNK = 512

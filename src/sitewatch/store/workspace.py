@@ -25,7 +25,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sitewatch import __version__
 from sitewatch.errors import SitewatchError, is_disk_full
 from sitewatch.store import geopackage
 from sitewatch.store.schema import (
@@ -35,6 +34,7 @@ from sitewatch.store.schema import (
     RETYPED_LAYERS,
     SCHEMA_VERSION,
 )
+from sitewatch.version import __version__
 
 #: Name of the GeoPackage inside a workspace directory.
 GPKG_NAME = "sitewatch.gpkg"

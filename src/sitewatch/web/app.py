@@ -54,13 +54,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from sitewatch import __version__
 from sitewatch.analyst.confidence import CREDIBILITY, TERMS
 from sitewatch.analyst.records import EVENT_KINDS
 from sitewatch.errors import SitewatchError
 from sitewatch.report.build import MARKER as REPORT_MARKER
 from sitewatch.report.exports import export
 from sitewatch.store import Workspace
+from sitewatch.version import __version__
 from sitewatch.web.content import EXPORT_FORMATS, aoi_map, site_panel, workspace_summary
 from sitewatch.web.edits import KINDS, AnalystEditor, EditConflict, RecordNotFound
 from sitewatch.web.imagery import MAX_DATE_PX, MIN_DATE_PX, StackImages, StackView
