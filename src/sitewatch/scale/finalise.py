@@ -76,7 +76,7 @@ def finalise(ws: Workspace, plan: StackPlan, tiles: list[Tile], run_dir: Path, s
         stack_path = ws.root / "rasters" / "stacks" / f"{slug(aoi.name)}-{stack_run}.zarr"
         store = run_dir / "stack.zarr"
         if store.exists():
-            output.finalise(store)
+            output.consolidate_metadata(store)
             stack_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(stack_path, ignore_errors=True)
             store.rename(stack_path)

@@ -230,8 +230,8 @@ def _register_and_fit(selection: Selection, kept: list, ref_acq: Acquisition,
     normalisations, as the selection's options ask; returns the fits by acquisition key."""
     options = selection.options
     if options.coregistration in ("global", "local"):
-        passes.coregister(kept, ref_acq, selection.band_names, selection.grid, previews,
-                          options.min_shift_confidence)
+        passes.coregister_acquisitions(kept, ref_acq, selection.band_names, selection.grid,
+                                       previews, options.min_shift_confidence)
     if options.normalisation == "none":
         return {}
     return passes.fit_normalisations(kept, ref_acq, selection.band_names, previews,

@@ -157,7 +157,8 @@ def build_stack(
 
         if coregistration in ("global", "local"):
             progress("Co-registering", 0.1)
-            passes.coregister(kept, ref_acq, band_names, grid, previews, min_shift_confidence)
+            passes.coregister_acquisitions(kept, ref_acq, band_names, grid, previews,
+                                           min_shift_confidence)
         fits = {}
         if normalisation != "none":
             progress("Fitting radiometric normalisation", 0.2)
@@ -173,7 +174,7 @@ def build_stack(
             block_mb = memory_mb * (100 - GDAL_CACHE_SHARE) // 100
             _write_blocks(store, kept, ref_acq, band_names, grid, fits, block_mb, progress,
                           local=coregistration == "local", min_confidence=min_shift_confidence)
-            output.finalise(tmp)
+            output.consolidate_metadata(tmp)
             tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

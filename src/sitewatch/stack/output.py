@@ -92,7 +92,7 @@ def write_block(store: zarr.Group, t: int, window: Window, data: np.ndarray,
     store["mask"][t, rows, cols] = flags
 
 
-def finalise(path: Path) -> None:
+def consolidate_metadata(path: Path) -> None:
     """Consolidate the metadata so opening reads one file."""
     zarr.consolidate_metadata(str(path), zarr_format=2)
 

@@ -8,9 +8,9 @@
    that the next passes reuse instead of reading the AOI again. :func:`choose_reference` takes
    the clearest acquisition unless one is given; :func:`leave_out_unclear` drops those below a
    clear fraction.
-3. **Co-registration** (:func:`coregister`) to the reference: a global sub-pixel shift by phase
-   correlation on a central window (:mod:`sitewatch.stack.coregister`), applied while reading so
-   pixels are resampled once; low-confidence shifts are not applied (warning).
+3. **Co-registration** (:func:`coregister_acquisitions`) to the reference: a global sub-pixel
+   shift by phase correlation on a central window (:mod:`sitewatch.stack.coregister`), applied
+   while reading so pixels are resampled once; low-confidence shifts are not applied (warning).
 4. **Normalisation** (:func:`fit_normalisations`) fitted on the previews of the valid, clear
    pixels of both dates (:mod:`sitewatch.stack.normalise`), each preview shifted by its
    acquisition's co-registration shift.
@@ -305,9 +305,9 @@ def registration_image(band_names: Sequence[str], data: np.ndarray) -> np.ndarra
     return np.nanmean(data, axis=0)
 
 
-def coregister(kept: list[tuple[Acquisition, AcquisitionOutcome]], ref_acq: Acquisition,
-               band_names: Sequence[str], grid: Grid, previews: dict[str, Preview],
-               min_confidence: float) -> None:
+def coregister_acquisitions(kept: list[tuple[Acquisition, AcquisitionOutcome]],
+                            ref_acq: Acquisition, band_names: Sequence[str], grid: Grid,
+                            previews: dict[str, Preview], min_confidence: float) -> None:
     """Estimate every kept acquisition's global shift to ``ref_acq`` on the central
     :data:`COREGISTRATION_WINDOW` pixels; record it in its outcome, applied when its confidence
     reaches ``min_confidence`` (a :class:`CoregistrationWarning` otherwise)."""
