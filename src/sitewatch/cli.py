@@ -155,6 +155,11 @@ def ingest(
     )
 
 
+AoiOption = Annotated[str | None, typer.Option(
+    help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'.")]
+PlaceOption = Annotated[str | None, typer.Option(
+    help="AOI as a circle around this reference place of the workspace (with --radius).")]
+RadiusOption = Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")]
 StacOption = Annotated[str, typer.Option(
     "--stac", help="STAC API URL, or a known catalogue: earth-search, planetary-computer, cdse.")]
 CollectionOption = Annotated[list[str], typer.Option(
@@ -171,12 +176,9 @@ MaxCloudOption = Annotated[float | None, typer.Option(
 def search(
     stac: StacOption,
     collection: CollectionOption,
-    aoi: Annotated[str | None, typer.Option(
-        help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'."
-    )] = None,
-    place: Annotated[str | None, typer.Option(
-        help="AOI as a circle around this reference place of the workspace (with -w).")] = None,
-    radius: Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")] = 3000.0,
+    aoi: AoiOption = None,
+    place: PlaceOption = None,
+    radius: RadiusOption = 3000.0,
     workspace: Annotated[Path | None, typer.Option(
         "--workspace", "-w", help="Workspace holding the --place.")] = None,
     start: FromOption = None,
@@ -207,13 +209,9 @@ def fetch(
     workspace: WorkspaceOption,
     stac: StacOption,
     collection: CollectionOption,
-    aoi: Annotated[str | None, typer.Option(
-        help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'."
-    )] = None,
-    place: Annotated[str | None, typer.Option(
-        help="AOI as a circle around this reference place of the workspace (with --radius)."
-    )] = None,
-    radius: Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")] = 3000.0,
+    aoi: AoiOption = None,
+    place: PlaceOption = None,
+    radius: RadiusOption = 3000.0,
     name: Annotated[str | None, typer.Option(
         help="Name of the AOI (its folder under imagery/).")] = None,
     start: FromOption = None,
@@ -343,13 +341,9 @@ def places_list(
 @app.command()
 def stack(
     workspace: WorkspaceOption,
-    aoi: Annotated[str | None, typer.Option(
-        help="AOI: a GeoJSON polygon file, or a lon/lat bbox 'min_lon,min_lat,max_lon,max_lat'."
-    )] = None,
-    place: Annotated[str | None, typer.Option(
-        help="AOI as a circle around this reference place of the workspace (with --radius)."
-    )] = None,
-    radius: Annotated[float, typer.Option(help="Radius of a --place AOI, metres.")] = 3000.0,
+    aoi: AoiOption = None,
+    place: PlaceOption = None,
+    radius: RadiusOption = 3000.0,
     name: Annotated[str | None, typer.Option(help="Name to record the AOI under.")] = None,
     res: Annotated[float | None, typer.Option(
         "--res", help="Pixel size in metres (default: finest common band resolution).")] = None,

@@ -317,19 +317,19 @@ def _gdal_env(catalogue: Catalogue) -> dict:
 
 def _open_with_retries(asset: _Asset, catalogue: Catalogue, use: Callable):
     """``use(dataset)`` on the asset opened through GDAL, retried with backoff on failure."""
-    for attempt in range(READ_RETRIES + 1):
+    attempt = 0
+    while True:
         try:
             with rasterio.Env(**_gdal_env(catalogue)):
                 with rasterio.open(gdal_path(asset.href, catalogue)) as dataset:
                     return use(dataset)
         except RasterioError as exc:
             if attempt == READ_RETRIES:
-                reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else \
-                    type(exc).__name__
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 raise _AssetFailed(f"asset {asset.key!r} at {asset.href} could not be read "
                                    f"after {READ_RETRIES + 1} attempts: {reason}") from exc
             time.sleep(READ_BACKOFF_S * 2 ** attempt)
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def _read_window(dataset, bounds: tuple[float, float, float, float]):
