@@ -141,11 +141,12 @@ class StacApiServer:
 
 
 def publish(simulation_dir: Path, base_url: str, out_dir: Path, *, collection: str,
-            item_ids: list[str] | None = None, properties: dict | None = None
-            ) -> tuple[Path, Path]:
+            item_ids: list[str] | None = None, properties: dict | None = None,
+            asset_keys: dict[str, str] | None = None) -> tuple[Path, Path]:
     """Write a collection and an ItemCollection of the simulation's items whose asset hrefs
     are ``base_url/<item>/<file>`` (the simulation folder served by a :class:`RangeFileServer`);
-    ``properties`` are added to every item. Returns (collection path, items path)."""
+    ``properties`` are added to every item, and ``asset_keys`` renames assets and their band
+    (``{"B02": "blue"}``: Earth Search's keys). Returns (collection path, items path)."""
     catalog = pystac.Catalog.from_file(str(simulation_dir / "catalog.json"))
     features = []
     for item in sorted(catalog.get_items(recursive=True), key=lambda item: item.id):
@@ -153,6 +154,12 @@ def publish(simulation_dir: Path, base_url: str, out_dir: Path, *, collection: s
             continue
         for asset in item.assets.values():
             asset.href = f"{base_url}/{item.id}/{Path(asset.href).name}"
+        for old_key, new_key in (asset_keys or {}).items():
+            if old_key in item.assets:
+                asset = item.assets.pop(old_key)
+                for band in asset.extra_fields.get("eo:bands") or []:
+                    band["name"] = new_key
+                item.assets[new_key] = asset
         item.collection_id = collection
         item.clear_links()
         item.properties.update(properties or {})

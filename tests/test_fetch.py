@@ -412,3 +412,19 @@ def test_slow_servers_time_out_in_one_line(files, stac_api, monkeypatch, tmp_pat
     files.httpd.delay_s = 0.0
     assert len(run.report.failed) == 2 and run.ingested is None
     assert all(files.url in reason for _, reason in run.report.failed)
+
+
+def test_earth_search_asset_keys_become_sentinel2_band_names(simulation, files, tmp_path):
+    """Earth Search v1 keys and names Sentinel-2 bands by common name (``blue``, ``rededge1``,
+    ``nir08``): fetched, they are ``B02``, ``B05``, ``B8A`` as for every other Sentinel-2
+    source, so the stack's cloud tests and indices find them."""
+    keys = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
+            "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
+            "B10": "cirrus", "B11": "swir16", "B12": "swir22"}
+    collection, items = publish(simulation, files.url, tmp_path / "api", collection=COLLECTION,
+                                item_ids=["sim-s2-20180915", "sim-s2-20181115"],
+                                asset_keys=keys)
+    with StacApiServer(collection, items) as server:
+        api.fetch(tmp_path / "ws", server.url, [COLLECTION], aoi=AOI, name="gate")
+    scene = api.scenes(tmp_path / "ws")[0]
+    assert sorted(band["name"] for band in scene["bands"]) == sorted(keys)

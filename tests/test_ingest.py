@@ -525,3 +525,23 @@ def test_a_footprint_around_a_pole_contains_it(tmp_path):
     assert footprint.contains(shapely.Point(-170.0, 87.0))
     assert not footprint.intersects(shapely.Point(0.0, 80.0))  # ~1100 km from the pole
     assert footprint.bounds[0] == -180 and footprint.bounds[2] == 180
+
+
+def test_sentinel2_stac_assets_keyed_by_common_name_get_esa_band_names(tmp_path):
+    """An Earth Search style item (assets ``blue``, ``nir08``, whose eo:bands say ``blue``)
+    ingests as bands B02 and B8A, as every other Sentinel-2 source does."""
+    for name in ("blue", "nir08"):
+        write_geotiff(tmp_path / f"{name}.tif", np.full((1, 20, 20), 1200, np.uint16))
+    item = {
+        "type": "Feature", "stac_version": "1.1.0", "id": "S2B_37SFU_20200101_0_L2A",
+        "geometry": None, "links": [],
+        "properties": {"datetime": "2020-01-01T08:00:00Z", "constellation": "sentinel-2",
+                       "platform": "sentinel-2b"},
+        "assets": {name: {"href": f"./{name}.tif", "type": "image/tiff; application=geotiff",
+                          "roles": ["data"], "eo:bands": [{"name": name, "common_name": name}]}
+                   for name in ("blue", "nir08")},
+    }
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    sitewatch.ingest([tmp_path / "item.json"], tmp_path / "ws")
+    (scene,) = sitewatch.scenes(tmp_path / "ws")
+    assert [band["name"] for band in scene["bands"]] == ["B02", "B8A"]

@@ -58,6 +58,7 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from sitewatch.errors import SitewatchError
+from sitewatch.ingest import sensors
 from sitewatch.ingest.catalogues import Catalogue
 from sitewatch.ingest.search import search_items
 
@@ -382,11 +383,16 @@ def _choose_assets(item: pystac.Item, catalogue: Catalogue,
         mask = None
     if not keys:
         raise _AssetFailed("has no raster band asset to fetch (give --assets)")
+    sentinel2 = sensors.sensor_from_text(" ".join(
+        str(item.properties.get(k, "")) for k in ("constellation", "platform"))) == "sentinel-2"
     chosen = []
     for key in [*keys, *([mask] if mask else [])]:
         asset = item.assets[key]
         bands = _bands(asset)
         name = bands[0].get("name") if len(bands) == 1 and bands[0].get("name") else key
+        if sentinel2 and key != mask:  # bands named as the rest of sitewatch knows them
+            name = sensors.sentinel2_band_name(key, name) or name
+            bands = tuple({**band, "name": name} for band in bands) if len(bands) == 1 else bands
         chosen.append(_Asset(key, _safe_name(name), asset.get_absolute_href() or asset.href,
                              key == mask, bands))
     return chosen

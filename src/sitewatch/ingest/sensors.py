@@ -40,6 +40,14 @@ SENTINEL2 = {
     )
 }
 
+#: Sentinel-2 band assets by their STAC asset keys (Earth Search v1 and the STAC best practices
+#: name them after the band's common name, the red-edge bands numbered), as ESA band names.
+SENTINEL2_ASSET_KEYS = {
+    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
+    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
+    "cirrus": "B10", "swir16": "B11", "swir22": "B12",
+}
+
 LANDSAT_TM = (
     BandSpec("B1", "blue", 0.485, 30.0),
     BandSpec("B2", "green", 0.560, 30.0),
@@ -81,6 +89,19 @@ def normalise_band_name(name: str) -> str:
     return f"B{int(name[1:]):02d}"
 
 
+def sentinel2_band_name(asset_key: str, eo_name: str | None = None) -> str | None:
+    """The ESA name (``B02``...) of a Sentinel-2 band asset from its STAC asset key (``blue``,
+    ``B02``, ``B02_10m``) or its ``eo:bands`` name; None if neither names a band."""
+    for candidate in (eo_name, asset_key, asset_key.split("_")[0]):
+        if not candidate:
+            continue
+        if BAND_FILE.search(f"_{candidate}.tif"):
+            return normalise_band_name(candidate)
+        if candidate.lower() in SENTINEL2_ASSET_KEYS:
+            return SENTINEL2_ASSET_KEYS[candidate.lower()]
+    return None
+
+
 def sensor_from_name(name: str) -> str | None:
     """Guess the sensor family from a file or folder name (None if nothing matches)."""
     for pattern, sensor in _SENSOR_PATTERNS:
@@ -94,7 +115,7 @@ def sensor_from_text(text: str) -> str | None:
     lowered = text.lower()
     if "landsat" in lowered:
         return "landsat"
-    if "sentinel-2" in lowered or "sentinel2" in lowered:
+    if "sentinel-2" in lowered or "sentinel2" in lowered or "sentinel 2" in lowered:
         return "sentinel-2"
     if "worldview" in lowered:
         return "worldview"

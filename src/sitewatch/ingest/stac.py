@@ -138,7 +138,11 @@ def describe_item(item: pystac.Item) -> Scene:
         scene = raster.describe_file(only, band_specs=table, nodata=_nodata(sensor))
     else:
         if sensor == "sentinel-2":
-            specs = {k: specs.get(k) or sensors.SENTINEL2.get(k) for k in band_files}
+            specs = {k: _sentinel2_spec(k, specs.get(k)) for k in band_files}
+            names = {k: spec.name if spec else k for k, spec in specs.items()}
+            if len(set(names.values())) == len(names):  # bands go by their ESA names
+                band_files = {names[k]: path for k, path in band_files.items()}
+                specs = {names[k]: spec for k, spec in specs.items()}
         scene = raster.describe_band_files(item_path.parent, band_files, band_specs=specs,
                                            nodata=_nodata(sensor))
     # the items of one ItemCollection share its file: their ids tell them apart
@@ -176,6 +180,20 @@ def provider_mask_kind(key: str, asset: pystac.Asset) -> str | None:
     if lowered == "qa_pixel":
         return "qa_pixel"
     return None
+
+
+def _sentinel2_spec(key: str, spec: BandSpec | None) -> BandSpec | None:
+    """A Sentinel-2 band under its ESA name (``B02``), whatever the asset key (``blue``,
+    ``B02_10m``) or its ``eo:bands`` name, the item's own wavelength and GSD kept."""
+    name = sensors.sentinel2_band_name(key, spec.name if spec else None)
+    if name is None:
+        return spec
+    known = sensors.SENTINEL2[name]
+    if spec is None:
+        return known
+    return BandSpec(name, spec.common_name or known.common_name,
+                    spec.center_wavelength_um or known.center_wavelength_um,
+                    spec.resolution_m or known.resolution_m)
 
 
 def _sensor(item: pystac.Item) -> str | None:
