@@ -78,17 +78,12 @@ def import_place_features(
         records[layer].append(record)
     if not records["places"] and not records["borders"]:
         raise SitewatchError("holds no Point (place) or LineString (border) features", path)
-    owns = not isinstance(workspace, Workspace)
-    ws = Workspace.open(workspace, create=True) if owns else workspace
-    try:
+    with Workspace.using(workspace, create=True) as ws:
         with ws.transaction() as txn:
             for layer, layer_records in records.items():
                 for record in layer_records:
                     txn.delete(layer, "name = ?", (record["name"],))
                     txn.insert(layer, record)
-    finally:
-        if owns:
-            ws.close()
     return PlacesReport([p["name"] for p in records["places"]],
                         [b["name"] for b in records["borders"]], skipped)
 

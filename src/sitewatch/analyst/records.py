@@ -36,7 +36,7 @@ import os
 import tempfile
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,7 @@ def add_assessment(workspace: WorkspaceLike, site_id: str, judgement: str,
         The site is not in the workspace's ``sites`` layer, the judgement is empty, or the
         confidence or date cannot be read.
     """
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         record = _assessment(_Known(ws), {
             "site_id": site_id, "judgement": judgement, "confidence": confidence,
             "author": author, "assessed": assessed, "notes": notes})
@@ -117,7 +117,7 @@ def update_assessment(workspace: WorkspaceLike, assessment_id: str, **fields: An
     A field given as None is cleared (an error for the required judgement and confidence).
     """
     _check_fields(fields, ASSESSMENT_FIELDS)
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         row = _row(ws, "assessment", assessment_id)
         current = {name: row[name] for name in ASSESSMENT_FIELDS}
         record = _assessment(_Known(ws), {**current, **fields})
@@ -154,7 +154,7 @@ def add_event(workspace: WorkspaceLike, occurred: str | date, kind: str, *,
     SitewatchError
         Any of these is invalid, the site is unknown, or the event has no place.
     """
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         record = _event(_Known(ws), {
             "occurred": occurred, "kind": kind, "lon": lon, "lat": lat, "site_id": site_id,
             "description": description, "source": source, "url": url,
@@ -173,7 +173,7 @@ def update_event(workspace: WorkspaceLike, event_id: str, **fields: Any) -> dict
     cleared.
     """
     _check_fields(fields, EVENT_FIELDS)
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         row = _row(ws, "event", event_id)
         current = {name: row[name] for name in EVENT_FIELDS if name not in ("lon", "lat")}
         current.update(_position(row["geom"]))
@@ -199,7 +199,7 @@ def add_note(workspace: WorkspaceLike, text: str, *, subject: str | None = None,
              author: str | None = None) -> dict:
     """Attach a note to a site or scene (``subject``: its id) or, without one, to the
     workspace; returns it as listed, with its ``note_id``."""
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         record = _note(_Known(ws), {"subject": subject, "text": text, "author": author})
         record["created_at"] = now_iso()
         with ws.transaction() as txn:
@@ -229,7 +229,7 @@ def export_analyst(workspace: WorkspaceLike, path: str | os.PathLike) -> dict[st
     """
     path = Path(path)
     writer = _writer(path)
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         records = {kind: _list(ws, kind) for kind in RECORD_KINDS}
     for row in records["note"]:
         row.pop("note_id")
@@ -253,7 +253,7 @@ def import_analyst(workspace: WorkspaceLike, path: str | os.PathLike) -> dict[st
     path = Path(path)
     entries = _read_entries(path)
     counts = {kind: {"added": 0, "updated": 0, "unchanged": 0} for kind in RECORD_KINDS}
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         known = _Known(ws)
         existing = {kind: _list(ws, kind) for kind in RECORD_KINDS}
         stored = {kind: {r[_ID_COLUMNS[kind]]: r for r in ws.rows(_LAYERS[kind])}
@@ -448,15 +448,6 @@ def _new_id(kind: str) -> str:
 
 
 # -- reading and deleting ------------------------------------------------------------------------
-@contextlib.contextmanager
-def _opened(workspace: WorkspaceLike) -> Iterator[Workspace]:
-    if isinstance(workspace, Workspace):
-        yield workspace
-    else:
-        with Workspace.open(workspace) as ws:
-            yield ws
-
-
 def _listed(kind: str, row: Mapping[str, Any]) -> dict:
     """A stored row as a plain dict: no fid (a note's fid is its ``note_id``), the event's
     point as ``lon``/``lat``."""
@@ -470,7 +461,7 @@ def _listed(kind: str, row: Mapping[str, Any]) -> dict:
 
 def _list(workspace: WorkspaceLike, kind: str, column: str | None = None,
           value: str | None = None) -> list[dict]:
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         rows = (ws.rows(_LAYERS[kind], order_by=_ORDER[kind]) if value is None
                 else ws.rows(_LAYERS[kind], f"{column} = ?", (value,), order_by=_ORDER[kind]))
     return [_listed(kind, row) for row in rows]
@@ -495,7 +486,7 @@ def _one(ws: Workspace, kind: str, record_id: str | int) -> dict:
 
 
 def _delete(workspace: WorkspaceLike, kind: str, record_id: str | int) -> dict:
-    with _opened(workspace) as ws:
+    with Workspace.using(workspace) as ws:
         row = _row(ws, kind, record_id)
         with ws.transaction() as txn:
             txn.delete(_LAYERS[kind], "fid = ?", (row["fid"],))

@@ -25,7 +25,7 @@ import xarray as xr
 from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods
 from sitewatch.detect.nochange import widespread_warning
 from sitewatch.errors import SitewatchError
-from sitewatch.stack import Grid, latest_stack, open_stack
+from sitewatch.stack import Grid, latest_stack, open_stack, stack_grid
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock
@@ -84,12 +84,10 @@ def detect(
     """Detect change in the latest stack of ``aoi``; ``dates`` picks two acquisition days
     (``YYYY-MM-DD``) for a pairwise method."""
     progress = on_progress or (lambda message, fraction: None)
-    owns = not isinstance(workspace, Workspace)
-    ws = Workspace.open(workspace) if owns else workspace
-    try:
+    with Workspace.using(workspace) as ws:
         record = latest_stack(ws, aoi)
         dataset = open_stack(ws.root / record["path"])
-        grid = Grid(**record["properties"]["grid"])
+        grid = stack_grid(record)
         run_id = f"detect-{uuid.uuid4().hex[:12]}"
         started = now_iso()
         out = ws.root / "rasters" / "detect" / run_id
@@ -114,9 +112,6 @@ def detect(
             raise
         progress("Done", 1.0)
         return result
-    finally:
-        if owns:
-            ws.close()
 
 
 def _pick_dates(dataset: xr.Dataset, dates: Sequence[str] | None) -> tuple[int, int]:

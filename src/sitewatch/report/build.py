@@ -103,9 +103,7 @@ def build_report(
     progress = on_progress or (lambda message, fraction: None)
     out = Path(out_dir).expanduser().resolve()
     _check_out(out)
-    owns = not isinstance(workspace, Workspace)
-    ws = Workspace.open(workspace) if owns else workspace
-    try:
+    with Workspace.using(workspace) as ws:
         names = _aoi_names(ws, aoi)
         tmp = _temporary_dir(out)
         try:
@@ -120,9 +118,6 @@ def build_report(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    finally:
-        if owns:
-            ws.close()
     progress("Done", 1.0)
     return ReportResult(out / "report.html", out / "report.pdf", out / "figures",
                         content.n_sites, n_pages)

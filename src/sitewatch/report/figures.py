@@ -55,7 +55,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sitewatch.ingest.sensors import LANDSAT_TM, SENTINEL2
 from sitewatch.report.palette import OTHER_COLOUR, TYPE_COLOURS, type_colour
 from sitewatch.sites.measure import measure
-from sitewatch.stack import Grid, latest_stack, open_stack
+from sitewatch.stack import Grid, latest_stack, open_stack, stack_grid
 from sitewatch.stack.output import CLOUD, NODATA, SHADOW
 from sitewatch.store import Workspace
 
@@ -166,7 +166,7 @@ class StackImagery:
                        for ids in dataset.scene_ids.values)
         dates = tuple(str(t)[:10] for t in dataset.time.values)
         names = tuple(str(b) for b in dataset.band.values)
-        return cls(aoi, record["path"], dataset, Grid(**record["properties"]["grid"]), dates,
+        return cls(aoi, record["path"], dataset, stack_grid(record), dates,
                    scenes, true_colour_bands(names))
 
     @property

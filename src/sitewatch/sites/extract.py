@@ -53,7 +53,7 @@ from sitewatch.sites.polygons import (
 )
 from sitewatch.sites.probability import site_probability
 from sitewatch.sites.signature import DateSignature, site_signature
-from sitewatch.stack import Grid, latest_stack, open_stack
+from sitewatch.stack import Grid, latest_stack, open_stack, stack_grid
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 from sitewatch.store.lock import holds_run_lock
@@ -120,12 +120,10 @@ def extract_sites(
     if min_area_m2 is not None:
         min_area_m2 = positive_number(min_area_m2, "the smallest site (--min-area), m²",
                                       allow_zero=True)
-    owns = not isinstance(workspace, Workspace)
-    ws = Workspace.open(workspace) if owns else workspace
-    try:
+    with Workspace.using(workspace) as ws:
         started = now_iso()
         stack = latest_stack(ws, aoi)
-        grid = Grid(**stack["properties"]["grid"])
+        grid = stack_grid(stack)
         dataset = open_stack(ws.root / stack["path"], dask=False)  # site windows only
         places = ws.rows("places")
         borders = ws.rows("borders")
@@ -151,9 +149,6 @@ def extract_sites(
         _store(ws, result, stack, layers, started, min_area_m2)
         progress("Done", 1.0)
         return result
-    finally:
-        if owns:
-            ws.close()
 
 
 def _series_sites(ws: Workspace, layers: dict[str, str], dataset, grid: Grid, places, borders,

@@ -14,7 +14,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "aoi": ["AOI", "from_bbox", "from_geojson", "from_place"],
-        "build": ["AcquisitionOutcome", "StackResult", "build_stack", "latest_stack"],
+        "build": ["AcquisitionOutcome", "StackResult", "build_stack", "latest_stack",
+                  "stack_grid"],
         "grid": ["Grid", "grid_for", "utm_epsg"],
         "output": ["open_stack"],
     },

@@ -77,7 +77,7 @@ class StackResult:
         row = ws.rows("rasters", "run_id = ? AND kind = 'stack'", (run_id,))[0]
         properties = row["properties"]
         outcomes = [AcquisitionOutcome.from_dict(o) for o in properties["acquisitions"]]
-        return cls(ws.root / row["path"], aoi, Grid(**properties["grid"]), properties["bands"],
+        return cls(ws.root / row["path"], aoi, stack_grid(row), properties["bands"],
                    properties["reference"], run_id, outcomes)
 
 
@@ -89,6 +89,11 @@ def latest_stack(ws: Workspace, aoi: str) -> dict:
         raise SitewatchError(f"no stack for AOI {aoi!r}; build one with 'sitewatch stack' "
                              f"(stacked AOIs: {', '.join(known) or 'none'})")
     return rows[0]
+
+
+def stack_grid(record: dict) -> Grid:
+    """The grid of a ``rasters`` record of kind ``stack`` (as :func:`latest_stack` gives)."""
+    return Grid(**record["properties"]["grid"])
 
 
 @holds_run_lock("sitewatch stack")
@@ -132,9 +137,7 @@ def build_stack(
                              f"{', '.join(COREGISTRATION_METHODS)}")
     progress = on_progress or (lambda message, fraction: None)
     with contextlib.ExitStack() as cleanup:
-        ws = workspace
-        if not isinstance(workspace, Workspace):
-            ws = cleanup.enter_context(Workspace.open(workspace))
+        ws = cleanup.enter_context(Workspace.using(workspace))
         # GDAL's block cache would otherwise grow to 5 % of the machine's RAM on its own
         # (rasterio takes this option in bytes).
         cleanup.enter_context(rasterio.Env(

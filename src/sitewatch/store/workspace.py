@@ -84,6 +84,18 @@ class Workspace:
         (root / "rasters").mkdir(exist_ok=True)
         return cls(root, conn)
 
+    @classmethod
+    @contextlib.contextmanager
+    def using(cls, workspace: str | os.PathLike | Workspace, *, create: bool = False
+              ) -> Iterator[Workspace]:
+        """``workspace`` itself when it is open already (the caller closes it), else the
+        workspace at that path, opened (see :meth:`open`) and closed again on leaving."""
+        if isinstance(workspace, Workspace):
+            yield workspace
+            return
+        with cls.open(workspace, create=create) as ws:
+            yield ws
+
     @property
     def gpkg_path(self) -> Path:
         return self.root / GPKG_NAME
