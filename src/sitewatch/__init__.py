@@ -9,6 +9,7 @@ The Python API mirrors the ``sitewatch`` command::
 
 # The stage packages are imported before the API functions of the same names are bound below:
 # importing a subpackage for the first time later would rebind ``sitewatch.<name>`` to it.
+import sitewatch.alerts  # noqa: E402, F401
 import sitewatch.analyst  # noqa: E402, F401
 import sitewatch.detect  # noqa: E402, F401
 import sitewatch.ingest  # noqa: E402, F401
@@ -20,6 +21,7 @@ from sitewatch.api import (  # noqa: E402
     add_assessment,
     add_event,
     add_note,
+    alerts,
     assessments,
     compare,
     delete_assessment,
@@ -32,6 +34,7 @@ from sitewatch.api import (  # noqa: E402
     events,
     export,
     export_analyst,
+    fetch,
     import_analyst,
     import_places,
     ingest,
@@ -39,6 +42,7 @@ from sitewatch.api import (  # noqa: E402
     places,
     report,
     scenes,
+    search,
     serve,
     simulate,
     sites,
@@ -51,8 +55,9 @@ from sitewatch.errors import SitewatchError  # noqa: E402
 from sitewatch.store import Workspace  # noqa: E402
 from sitewatch.version import __version__
 
-__all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_event",
-           "add_note", "assessments", "compare", "delete_assessment", "delete_event",
-           "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events", "export",
-           "export_analyst", "import_analyst", "import_places", "ingest", "notes", "places",
-           "report", "scenes", "serve", "simulate", "sites", "stack", "track", "train", "watch_run"]
+__all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_event", "add_note",
+           "alerts", "assessments", "compare", "delete_assessment", "delete_event",
+           "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events",
+           "export", "export_analyst", "fetch", "import_analyst", "import_places",
+           "ingest", "notes", "places", "report", "scenes", "search", "serve",
+           "simulate", "sites", "stack", "track", "train", "watch_run"]

@@ -36,7 +36,6 @@ from urllib.parse import urlparse
 
 import requests
 
-from sitewatch.analyst.findings import site_findings
 from sitewatch.store import Workspace
 from sitewatch.store.geopackage import now_iso
 
@@ -202,6 +201,8 @@ def _alert_id(aoi: str, site_id: str, phase: dict) -> str:
 
 def _document(alert_id: str, event: str, site: dict, phase: dict, phases: list[dict],
               observations: list[dict], links: dict[str, str]) -> dict:
+    from sitewatch.analyst.findings import site_findings  # the sites stage, when alerting
+
     properties = site.get("properties") or {}
     return {
         "alert_id": alert_id,
