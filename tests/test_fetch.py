@@ -428,3 +428,19 @@ def test_earth_search_asset_keys_become_sentinel2_band_names(simulation, files, 
         api.fetch(tmp_path / "ws", server.url, [COLLECTION], aoi=AOI, name="gate")
     scene = api.scenes(tmp_path / "ws")[0]
     assert sorted(band["name"] for band in scene["bands"]) == sorted(keys)
+
+
+def test_alerts_of_a_site_without_phases_are_recorded_once(tmp_path):
+    """A site whose lifecycle gave no phase: one new-site alert, nothing on the next run."""
+    from sitewatch.alerts import record_alerts
+    from sitewatch.store import Workspace
+
+    with Workspace.open(tmp_path / "ws", create=True) as ws:
+        with ws.transaction() as txn:
+            txn.insert("sites", {"site_id": "a-001", "aoi": "a", "change_type": "destruction",
+                                 "status": "destroyed", "first_seen": "2019-01-15",
+                                 "area_m2": 900.0, "length_m": 30.0, "width_m": 30.0,
+                                 "centroid_lat": 34.39, "centroid_lon": 40.97,
+                                 "properties": {"phases": []}})
+        assert record_alerts(ws, ["a"]) == ["a/a-001/site/"]
+        assert record_alerts(ws, ["a"]) == []

@@ -89,10 +89,9 @@ def record_alerts(ws: Workspace, aois: Sequence[str], links: dict[str, str] | No
                 keys = [_alert_id(aoi, site["site_id"], phase) for phase in phases or [{}]]
                 if site["site_id"] not in alerted_sites:
                     todo = [("new_site", phases[0] if phases else {}, keys)]
-                else:
-                    todo = [("new_phase", phase, [key])
-                            for phase, key in zip(phases, keys, strict=True)
-                            if key not in covered]
+                else:  # a site without phases has nothing new to say
+                    todo = [("new_phase", phase, [key]) for phase in phases
+                            if (key := _alert_id(aoi, site["site_id"], phase)) not in covered]
                 if not todo:
                     continue
                 observations = ws.rows("observations", "site_id = ?", (site["site_id"],),
