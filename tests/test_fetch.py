@@ -377,6 +377,9 @@ bbox = [40.935, 34.385, 40.950, 34.396]
     assert compound["site"]["site_id"] in "".join(inbox.messages)
     rows = api.alerts(tmp_path / "ws")
     assert all(row["webhook_sent_at"] and row["email_sent_at"] for row in rows)
+    listed = CliRunner().invoke(app, ["alerts", "list", "-w", str(tmp_path / "ws"), "--json"])
+    assert listed.exit_code == 0
+    assert [row["alert_id"] for row in json.loads(listed.output)] == recorded
 
 
 @pytest.mark.parametrize(("table", "message"), [

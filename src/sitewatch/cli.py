@@ -189,19 +189,13 @@ def search(
     """List the items of a STAC API over an AOI and dates, oldest first."""
     rows = api.search(stac, collection, aoi=aoi, place=place, radius_m=radius,
                       workspace=workspace, start=start, end=end, max_cloud=max_cloud)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title=f"{len(rows)} item(s)")
-    for column in ("item", "collection", "acquired", "platform", "cloud %", "baseline",
-                   "assets"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        cloud = row["cloud_cover"]
-        table.add_row(row["id"], row["collection"] or "", row["datetime"][:19],
-                      row["platform"] or "", "" if cloud is None else f"{cloud:.0f}",
-                      row["processing_baseline"] or "", str(len(row["assets"])))
-    out.print(table)
+    _print_records(
+        rows, as_json, "item(s)",
+        ("item", "collection", "acquired", "platform", "cloud %", "baseline", "assets"),
+        lambda row: (row["id"], row["collection"] or "", row["datetime"][:19],
+                     row["platform"] or "",
+                     "" if row["cloud_cover"] is None else f"{row['cloud_cover']:.0f}",
+                     row["processing_baseline"] or "", str(len(row["assets"]))))
 
 
 @app.command()
@@ -263,18 +257,12 @@ def alerts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the alerts of a workspace, oldest first, with their delivery."""
-    rows = api.alerts(workspace)
-    if as_json:
-        print(json.dumps(rows, indent=2, default=str))
-        return
-    table = Table(title=f"{len(rows)} alert(s)")
-    for column in ("alert", "event", "site", "phase", "created", "webhook", "email", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(row["alert_id"], row["event"], row["site_id"], row["phase"] or "",
-                      row["created_at"][:19], (row["webhook_sent_at"] or "pending")[:19],
-                      (row["email_sent_at"] or "pending")[:19], row["last_error"] or "")
-    out.print(table)
+    _print_records(
+        api.alerts(workspace), as_json, "alert(s)",
+        ("alert", "event", "site", "phase", "created", "webhook", "email", "error"),
+        lambda row: (row["alert_id"], row["event"], row["site_id"], row["phase"] or "",
+                     row["created_at"][:19], (row["webhook_sent_at"] or "pending")[:19],
+                     (row["email_sent_at"] or "pending")[:19], row["last_error"] or ""))
 
 
 @app.command()
@@ -786,7 +774,8 @@ def assess_list(
 
 def _print_records(rows: list[dict], as_json: bool, title: str, columns: tuple[str, ...],
                    cells: Callable[[dict], tuple[str, ...]]) -> None:
-    """Analyst records as JSON, or as a table titled with their count and ``title``."""
+    """Records (analyst records, alerts, search results) as JSON, or as a table titled with
+    their count and ``title``."""
     if as_json:
         print(json.dumps(rows, indent=2))
         return
