@@ -11,17 +11,19 @@ DAYS = [f"{year}-{month:02d}-15" for year, month in
          (2019, 4), (2019, 5), (2019, 6), (2019, 7), (2019, 8)]]
 
 
-def _signature(rows):
+def _signature(rows, ring_vegetation=None):
     """``rows``: per date (brightness, built_up, vegetation, activity, contrast, ring), or None
-    for a date that was not observed."""
+    for a date that was not observed; ``ring_vegetation``: the ring's vegetation index per
+    date (NaN by default)."""
     out = []
-    for day, row in zip(DAYS, rows, strict=True):
+    ring_vegetation = ring_vegetation or [np.nan] * len(DAYS)
+    for day, row, ring_v in zip(DAYS, rows, ring_vegetation, strict=True):
         if row is None:
             out.append(DateSignature(np.datetime64(day), False, 0.0))
             continue
         brightness, built, vegetation, activity, contrast, ring = row
         out.append(DateSignature(np.datetime64(day), True, 1.0, vegetation, built, brightness,
-                                 activity, ring, contrast))
+                                 activity, ring, contrast, ring_v))
     return out
 
 
@@ -120,3 +122,33 @@ def test_an_unmasked_shadow_over_the_whole_site_is_no_event():
         (0.086, 0.109, -0.016, 0.95, 0.13, 0.193), (0.20, 0.114, 0.048, 0.95, 0.039, 0.197),
         (0.206, 0.111, 0.044, 0.0, 0.038, 0.203)]
     assert lifecycle(_signature(rows)).change_type == "unclassified"
+
+
+# A field green on every date before its event (no bare date of its own to compare with): the
+# crop is ploughed under in 2019-05, or the field is scraped and built on. Its neighbours are
+# ploughed or fallow soil from 2019-05 on (ring vegetation index 0.1), green before.
+GREEN_BEFORE = [(0.135, -0.10, 0.40, 0.0 if i else np.nan, 0.02, 0.14) for i in range(8)]
+RING_GREEN_THEN_BARE = [0.35] * 8 + [0.10] * 4
+
+
+def _after(brightness):
+    return [(brightness, 0.07, 0.08, 0.9, 0.03, 0.14)] + [(brightness, 0.07, 0.08, 0.05, 0.03,
+                                                           0.14)] * 3
+
+
+def test_a_green_field_ploughed_to_its_neighbours_soil_is_cultivation():
+    life = lifecycle(_signature(GREEN_BEFORE + _after(0.138), RING_GREEN_THEN_BARE))
+    assert life.change_type == "cultivation"
+    assert life.first_change == "2019-05-15"
+
+
+def test_a_green_field_scraped_brighter_than_its_neighbours_soil_is_construction():
+    life = lifecycle(_signature(GREEN_BEFORE + _after(0.30), RING_GREEN_THEN_BARE))
+    assert life.change_type in ("new_construction", "land_clearing")
+    assert life.phases[0].first_observed == "2019-05-15"
+
+
+def test_without_bare_soil_to_compare_with_it_stays_vegetation_loss():
+    """Neighbours green on every date: nothing tells ploughing from another loss."""
+    life = lifecycle(_signature(GREEN_BEFORE + _after(0.138), [0.35] * 12))
+    assert life.change_type == "vegetation_loss"

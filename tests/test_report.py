@@ -270,3 +270,23 @@ def test_report_shows_the_warnings_a_detection_gave_about_itself():
                             workspace_notes=[], runs=runs, commands=[])
     assert content.warnings == ["detect run detect-1 (default): widespread change: 41 % of "
                                 "the valid pixels."]
+
+
+def test_the_summary_counts_what_track_left_out_by_kind(analysed):
+    """The changes ``track`` read as not of interest (crop cycles, ploughed fields, polygons
+    without an event) are counted in the AOI summary, each by its own kind."""
+    ws, _, result, _, _ = analysed
+    with Workspace.open(ws) as w:
+        (run,) = w.rows("runs", "stage = 'sites'")
+    left_out = run["parameters"]["discarded"]
+    assert left_out  # the fixture must leave something out
+    html = result.html.read_text(encoding="utf-8")
+    sentence = re.search(r"Left out as not of interest: ([^.<]+)\.", html)
+    assert sentence is not None
+    words = {"seasonal_vegetation": "seasonal vegetation cycle",
+             "unclassified": "change with no site-level event",
+             "cultivation": "harvested or ploughed field"}
+    for kind, n in left_out.items():
+        plural = words[kind].replace("cycle", "cycles").replace("change ", "changes ").replace(
+            "field", "fields")
+        assert f"{n} {words[kind] if n == 1 else plural}" in sentence.group(1)

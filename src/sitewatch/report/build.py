@@ -138,7 +138,7 @@ def _gather(ws: Workspace, names: list[str], tmp: Path, title: str | None, full_
                     key=lambda s: (-(s["area_m2"] or 0.0), s["site_id"]))
     full_ids = {s["site_id"] for s in ranked[:full_sites]}
     steps, done = len(full_ids) + len(names), 0
-    sections, pairs, scene_ids, damages = [], [], set(), []
+    sections, pairs, scene_ids, aoi_notes = [], [], set(), []
     for name in names:
         progress(f"Drawing the overview of {name}", 0.9 * done / steps)
         imagery = StackImagery.open(ws, name)
@@ -170,8 +170,10 @@ def _gather(ws: Workspace, names: list[str], tmp: Path, title: str | None, full_
         scenes = imagery.all_scenes
         scene_ids |= {s["scene_id"] for s in scenes}
         damage = _damage_sentence(ws, name)
-        damages.append(f"In {name}: {damage}" if damage else "")
-        summary = findings_summary(aoi_pairs) + (f" {damage}" if damage else "")
+        aoi_notes.append(f"In {name}: {damage}" if damage else "")
+        left_out = _left_out_sentence(ws, name)
+        aoi_notes.append(f"In {name}: {left_out}" if left_out else "")
+        summary = " ".join(filter(None, [findings_summary(aoi_pairs), damage, left_out]))
         sections.append(AOISection(name, summary, overview, shown,
                                    imagery.grid, imagery.dates, scenes, imagery.credit(),
                                    imagery.path, full, others))
@@ -183,7 +185,7 @@ def _gather(ws: Workspace, names: list[str], tmp: Path, title: str | None, full_
         title=title or f"sitewatch report: {', '.join(names)}",
         version=__version__,
         workspace=str(ws.root),
-        summary=" ".join([findings_summary(pairs), *filter(None, damages)]),
+        summary=" ".join([findings_summary(pairs), *filter(None, aoi_notes)]),
         aois=sections,
         workspace_notes=[_about(n) for n in notes
                          if n["subject"] is None or n["subject"] in scene_ids],
@@ -244,6 +246,28 @@ def _damage_sentence(ws: Workspace, aoi: str) -> str | None:
         return None
     sentence = damage["sentence"]
     return sentence[0].upper() + sentence[1:] + "."
+
+
+#: How the report names the changes ``track`` leaves out as not of interest
+#: (:data:`sitewatch.sites.lifecycle.NOT_OF_INTEREST`).
+LEFT_OUT_WORDS = {"cultivation": ("harvested or ploughed field", "harvested or ploughed fields"),
+                  "seasonal_vegetation": ("seasonal vegetation cycle",
+                                          "seasonal vegetation cycles"),
+                  "unclassified": ("change with no site-level event",
+                                   "changes with no site-level event")}
+
+
+def _left_out_sentence(ws: Workspace, aoi: str) -> str | None:
+    """What the AOI's newest sites run left out as not of interest, by kind ("Left out as not
+    of interest: 3 harvested or ploughed fields, 1 seasonal vegetation cycle."), or None."""
+    runs = [r for r in ws.rows("runs", "stage = 'sites'", order_by="started_at DESC, run_id DESC")
+            if (r["inputs"] or {}).get("aoi") == aoi]
+    counts = (runs[0]["parameters"] or {}).get("discarded") if runs else None
+    if not counts:
+        return None
+    words = {kind: LEFT_OUT_WORDS.get(kind, (kind.replace("_", " "),) * 2) for kind in counts}
+    kinds = ", ".join(f"{n} {words[kind][n != 1]}" for kind, n in sorted(counts.items()))
+    return f"Left out as not of interest: {kinds}."
 
 
 def _runs(ws: Workspace, names: list[str]) -> list[dict]:

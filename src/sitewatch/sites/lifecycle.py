@@ -23,10 +23,13 @@ imagery analyst reads a time-lapse:
 - after construction, :data:`QUIET_DATES` observed dates without events make it *completed*;
 - ground that is vegetated on some date (vegetation index above :data:`VEGETATED`) and whose
   vegetation both rises and falls by :data:`VEGETATION_SWING` is a seasonal or agricultural
-  cycle, not a change of interest; vegetated ground that loses its vegetation for good is
-  *vegetation loss*; but where the ground after the first event is another surface than the
-  site's own bare ground before it (brighter or darker by :data:`STRUCTURE_CONTRAST`: scraped
-  ground, roofs, water, which no harvest or ploughing leaves), the vegetation rules do not
+  cycle, not a change of interest; vegetated ground that loses its vegetation for good and is
+  then bare soil like its own before or its neighbours' (:func:`_new_surface`) is
+  *cultivation*, a harvested or ploughed field, not of interest either; where that cannot be
+  told (no bare date to compare with) it is *vegetation loss*; but where the ground after the
+  first event is another surface than that bare soil (brighter or darker by
+  :data:`STRUCTURE_CONTRAST`: scraped ground, roofs, water, which no harvest or ploughing
+  leaves), the vegetation rules do not
   apply and the site is read like open ground (a compound built in a field);
 - ground whose first event is a fall of the built-up index with a rise of vegetation, and no
   brightness shift, is greening (a crop, a wet season), not of interest either;
@@ -58,9 +61,9 @@ STRONG_ACTIVITY = 0.8
 
 #: Change types, in the words reports use.
 TYPES = ("new_construction", "land_clearing", "destruction", "demolition", "vegetation_loss",
-         "seasonal_vegetation", "unclassified")
-#: Types that are not of interest to the analyst (kept out of the site list).
-NOT_OF_INTEREST = frozenset({"seasonal_vegetation", "unclassified"})
+         "seasonal_vegetation", "cultivation", "unclassified")
+#: Types that are not of interest to the analyst (kept out of the site list, counted by kind).
+NOT_OF_INTEREST = frozenset({"seasonal_vegetation", "cultivation", "unclassified"})
 
 
 @dataclass(frozen=True)
@@ -165,12 +168,16 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
     phases: list[Phase] = []
     kind0 = found[0][1]
     vegetation = np.array([s.vegetation for s in observed])
-    if np.nanmax(vegetation) >= VEGETATED and not _new_surface(observed, first):
+    new_surface = _new_surface(observed, first)
+    if np.nanmax(vegetation) >= VEGETATED and not new_surface:
         peak = int(np.nanargmax(vegetation))
         rose = vegetation[peak] - np.nanmin(vegetation[:peak + 1]) >= VEGETATION_SWING
         fell = vegetation[peak] - np.nanmin(vegetation[peak:]) >= VEGETATION_SWING
         if rose and fell or not fell:
             return Lifecycle("seasonal_vegetation", (), _day(observed[first].date),
+                             _day(observed[first - 1].date))
+        if new_surface is False:  # bare soil like the field's own or its neighbours'
+            return Lifecycle("cultivation", (), _day(observed[first].date),
                              _day(observed[first - 1].date))
         change_type = "vegetation_loss"
         lost = next(i for i in range(peak + 1, len(observed))
@@ -222,22 +229,28 @@ def _returned(later: DateSignature, before: DateSignature) -> bool:
             and abs(later.contrast - before.contrast) < STRUCTURE_CONTRAST / 2)
 
 
-def _new_surface(observed: list[DateSignature], first: int) -> bool:
-    """Whether the ground after the first event is another surface than the site's own bare
-    ground before it: its brightness, held from that event on (median of the dates since),
-    differs by at least :data:`STRUCTURE_CONTRAST` from the median brightness of the baseline
-    dates on which the site was not vegetated.
+def _new_surface(observed: list[DateSignature], first: int) -> bool | None:
+    """Whether the ground after the first event is another surface than bare soil: its
+    brightness, held from that event on (median of the dates since), differs by at least
+    :data:`STRUCTURE_CONTRAST` from the bare soil of the place.
 
     A crop that is harvested or ploughed returns to the soil it grew on; construction, clearing
-    or a flood in a field leaves scraped ground, roofs or water, which no season makes. Without
-    a bare baseline date (a site vegetated on every date before the event) nothing can be said
-    and the vegetation rules apply.
+    or a flood in a field leaves scraped ground, roofs or water, which no season makes. The bare
+    soil is the site's own, on the baseline dates on which it was not vegetated. A site
+    vegetated on every date before the event has none; its surface after the event is then
+    compared with the surrounding ring on the dates after it on which neither is vegetated
+    (fields next to a ploughed field are ploughed or fallow soil of the same kind). None where
+    neither comparison exists: nothing can be said.
     """
     bare = [s.brightness for s in observed[:first] if s.vegetation < VEGETATED]
-    if not bare:
-        return False
-    after = float(np.median([s.brightness for s in observed[first:]]))
-    return abs(after - float(np.median(bare))) >= STRUCTURE_CONTRAST
+    if bare:
+        after = float(np.median([s.brightness for s in observed[first:]]))
+        return abs(after - float(np.median(bare))) >= STRUCTURE_CONTRAST
+    beside_bare = [s.brightness - s.ring_brightness for s in observed[first:]
+                   if s.vegetation < VEGETATED and s.ring_vegetation < VEGETATED]
+    if not beside_bare:
+        return None
+    return abs(float(np.median(beside_bare))) >= STRUCTURE_CONTRAST
 
 
 def _active(date: DateSignature) -> bool:

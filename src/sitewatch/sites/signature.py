@@ -51,6 +51,7 @@ class DateSignature:
     activity: float = np.nan  # fraction of site pixels changed since the previous observed date
     ring_brightness: float = np.nan  # median brightness of the surrounding ring
     contrast: float = np.nan  # 90th percentile of |brightness - ring median| over the site
+    ring_vegetation: float = np.nan  # median vegetation index of the surrounding ring
 
 
 def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> list[DateSignature]:
@@ -94,6 +95,7 @@ def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> 
         ring_ok = clear[t] & ring
         if ring_ok.any():
             signature.ring_brightness = float(np.median(values["brightness"][ring_ok]))
+            signature.ring_vegetation = float(np.median(values["vegetation"][ring_ok]))
             signature.contrast = float(np.percentile(
                 np.abs(values["brightness"][ok] - signature.ring_brightness), CONTRAST_PERCENTILE))
         out.append(signature)
