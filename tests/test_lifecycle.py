@@ -152,3 +152,33 @@ def test_without_bare_soil_to_compare_with_it_stays_vegetation_loss():
     """Neighbours green on every date: nothing tells ploughing from another loss."""
     life = lifecycle(_signature(GREEN_BEFORE + _after(0.138), [0.35] * 12))
     assert life.change_type == "vegetation_loss"
+
+
+def test_a_cloud_over_the_site_alone_then_a_darker_scene_is_no_event():
+    """A small cloud over a 20 x 20 m polygon on one date (the signature of a VHR decoy scene):
+    on the next date the whole scene is darker by 0.015 and the site with it, which leaves the
+    site's own brightness and built-up index more than half an event's shift from before, but
+    not against its surroundings."""
+    quiet = [(0.224, -0.213, 0.10, 0.0, 0.027, 0.238)] * 9
+    rows = quiet + [(0.570, -0.001, -0.01, 1.0, 0.339, 0.235),
+                    (0.208, -0.239, 0.10, 1.0, 0.031, 0.227),
+                    (0.214, -0.229, 0.10, 0.0, 0.030, 0.232)]
+    signature = _signature(rows)
+    for date, ring_built in zip(signature, [-0.216] * 9 + [-0.222, -0.234, -0.225],
+                                strict=True):
+        date.ring_built_up = ring_built
+    assert lifecycle(signature).change_type == "unclassified"
+    for date in signature:  # without the ring, the darker scene reads as a change that held
+        date.ring_built_up = np.nan
+    assert lifecycle(signature).change_type != "unclassified"
+
+
+def test_a_green_field_in_bare_land_ploughed_to_darker_soil_is_cultivation():
+    """A green field in bare land (the signature of a Sentinel-2 decoy): it stands out from
+    its surroundings but holds no structure, and its ploughed topsoil is darker than the bare
+    ground around it, which scraped ground never is."""
+    rows = [(0.110, -0.05, 0.42, 0.0, 0.105, 0.205)] * 6 + [
+        (0.142, 0.137, 0.13, 0.95, 0.067, 0.206)] + [(0.150, 0.13, 0.13, 0.0, 0.065, 0.212)] * 5
+    life = lifecycle(_signature(rows, [0.10] * 12))
+    assert life.change_type == "cultivation"
+    assert life.first_change == "2019-03-15"

@@ -253,6 +253,8 @@ def _damage_sentence(ws: Workspace, aoi: str) -> str | None:
 LEFT_OUT_WORDS = {"cultivation": ("harvested or ploughed field", "harvested or ploughed fields"),
                   "seasonal_vegetation": ("seasonal vegetation cycle",
                                           "seasonal vegetation cycles"),
+                  "transient": ("change that reverted (cloud, shadow, flood water)",
+                                "changes that reverted (cloud, shadow, flood water)"),
                   "unclassified": ("change with no site-level event",
                                    "changes with no site-level event")}
 

@@ -10,7 +10,8 @@ once a site has started changing. Events are then read as a small state machine,
 imagery analyst reads a time-lapse:
 
 - a site that held a **structure** (a tenth of its pixels differ from the surrounding ground
-  by :data:`STRUCTURE_CONTRAST` in brightness before the first event: the polygon of a
+  by :data:`STRUCTURE_CONTRAST` in brightness before the first event, and it was not
+  vegetated, its median vegetation index below :data:`VEGETATED`: the polygon of a
   building's change also holds the ground around it) and first **darkens** was *destroyed*
   (burn scar, debris); a later brightening that leaves it darker than its surroundings, or a
   later burst of activity that does not darken it further (the rubble graded), is
@@ -29,8 +30,11 @@ imagery analyst reads a time-lapse:
   told (no bare date to compare with) it is *vegetation loss*; but where the ground after the
   first event is another surface than that bare soil (brighter or darker by
   :data:`STRUCTURE_CONTRAST`: scraped ground, roofs, water, which no harvest or ploughing
-  leaves), the vegetation rules do not
-  apply and the site is read like open ground (a compound built in a field);
+  leaves), the vegetation rules do not apply and the site is read like open ground (a
+  compound built in a field);
+- a site that changed but is, on the last observed date, as it was before its first event
+  (:func:`_returned`: a cloud or its shadow over several dates, flood water that receded) is
+  *transient*, not of interest either;
 - ground whose first event is a fall of the built-up index with a rise of vegetation, and no
   brightness shift, is greening (a crop, a wet season), not of interest either;
 - a polygon without any event at the site level (its pixels' breaks did not add up to a change
@@ -61,9 +65,9 @@ STRONG_ACTIVITY = 0.8
 
 #: Change types, in the words reports use.
 TYPES = ("new_construction", "land_clearing", "destruction", "demolition", "vegetation_loss",
-         "seasonal_vegetation", "cultivation", "unclassified")
+         "seasonal_vegetation", "cultivation", "transient", "unclassified")
 #: Types that are not of interest to the analyst (kept out of the site list, counted by kind).
-NOT_OF_INTEREST = frozenset({"seasonal_vegetation", "cultivation", "unclassified"})
+NOT_OF_INTEREST = frozenset({"seasonal_vegetation", "cultivation", "transient", "unclassified"})
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,10 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
     baseline = observed[:first]
     base_v = float(np.median([s.vegetation for s in baseline]))
     contrast = [s.contrast for s in baseline if not np.isnan(s.contrast)]
-    structure = bool(contrast) and float(np.median(contrast)) >= STRUCTURE_CONTRAST
+    # a structure stands out from the ground around it and is not vegetation (a green field
+    # in bare land stands out too)
+    structure = (bool(contrast) and float(np.median(contrast)) >= STRUCTURE_CONTRAST
+                 and base_v < VEGETATED)
 
     def phase(name: str, i: int) -> Phase:
         return Phase(name, _day(observed[i].date), _day(observed[i - 1].date))
@@ -183,6 +190,9 @@ def lifecycle(signature: list[DateSignature]) -> Lifecycle:
         lost = next(i for i in range(peak + 1, len(observed))
                     if vegetation[i] <= vegetation[peak] - VEGETATION_SWING)
         phases.append(phase("vegetation_lost", lost))
+    elif first < len(observed) - 1 and _returned(observed[-1], observed[first - 1]):
+        return Lifecycle("transient", (), _day(observed[first].date),
+                         _day(observed[first - 1].date))
     elif kind0 == "activity" and greening(first):
         return Lifecycle("seasonal_vegetation", (), _day(observed[first].date),
                          _day(observed[first - 1].date))
@@ -223,9 +233,19 @@ def _returned(later: DateSignature, before: DateSignature) -> bool:
     """Whether ``later`` shows the site as it was ``before``: brightness, built-up index and
     contrast with the surroundings all within half the shift that makes an event
     (:data:`LEVEL_SHIFT`, :data:`BUILT_SHIFT`, :data:`STRUCTURE_CONTRAST`). A destroyed
-    building graded to the old brightness has lost its contrast; a passing shadow has not."""
-    return (abs(later.brightness - before.brightness) < LEVEL_SHIFT / 2
-            and abs(later.built_up - before.built_up) < BUILT_SHIFT / 2
+    building graded to the old brightness has lost its contrast; a passing shadow has not.
+
+    Brightness and built-up index are taken relative to the surrounding ring where both dates
+    have one, so a scene-wide difference between the two acquisitions (sun, haze,
+    calibration) does not hide the return."""
+    brightness = later.brightness - before.brightness
+    built = later.built_up - before.built_up
+    rings = (later.ring_brightness, before.ring_brightness, later.ring_built_up,
+             before.ring_built_up)
+    if not np.isnan(rings).any():
+        brightness -= later.ring_brightness - before.ring_brightness
+        built -= later.ring_built_up - before.ring_built_up
+    return (abs(brightness) < LEVEL_SHIFT / 2 and abs(built) < BUILT_SHIFT / 2
             and abs(later.contrast - before.contrast) < STRUCTURE_CONTRAST / 2)
 
 
@@ -238,8 +258,10 @@ def _new_surface(observed: list[DateSignature], first: int) -> bool | None:
     or a flood in a field leaves scraped ground, roofs or water, which no season makes. The bare
     soil is the site's own, on the baseline dates on which it was not vegetated. A site
     vegetated on every date before the event has none; its surface after the event is then
-    compared with the surrounding ring on the dates after it on which neither is vegetated
-    (fields next to a ploughed field are ploughed or fallow soil of the same kind). None where
+    compared with the surrounding ring on the dates after it on which neither is vegetated, and
+    only a surface brighter than that ground counts: the topsoil of a field is darker than the
+    ground around it (organic matter and moisture lower soil reflectance; Baumgardner et al.
+    1985, Adv. Agron. 38:1-44), scraped subsoil, concrete and roofs are brighter. None where
     neither comparison exists: nothing can be said.
     """
     bare = [s.brightness for s in observed[:first] if s.vegetation < VEGETATED]
@@ -250,7 +272,7 @@ def _new_surface(observed: list[DateSignature], first: int) -> bool | None:
                    if s.vegetation < VEGETATED and s.ring_vegetation < VEGETATED]
     if not beside_bare:
         return None
-    return abs(float(np.median(beside_bare))) >= STRUCTURE_CONTRAST
+    return float(np.median(beside_bare)) >= STRUCTURE_CONTRAST
 
 
 def _active(date: DateSignature) -> bool:

@@ -52,6 +52,7 @@ class DateSignature:
     ring_brightness: float = np.nan  # median brightness of the surrounding ring
     contrast: float = np.nan  # 90th percentile of |brightness - ring median| over the site
     ring_vegetation: float = np.nan  # median vegetation index of the surrounding ring
+    ring_built_up: float = np.nan  # median built-up index of the surrounding ring
 
 
 def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> list[DateSignature]:
@@ -96,6 +97,7 @@ def site_signature(dataset: xr.Dataset, grid: Grid, footprint: BaseGeometry) -> 
         if ring_ok.any():
             signature.ring_brightness = float(np.median(values["brightness"][ring_ok]))
             signature.ring_vegetation = float(np.median(values["vegetation"][ring_ok]))
+            signature.ring_built_up = float(np.median(values["built_up"][ring_ok]))
             signature.contrast = float(np.percentile(
                 np.abs(values["brightness"][ok] - signature.ring_brightness), CONTRAST_PERCENTILE))
         out.append(signature)
