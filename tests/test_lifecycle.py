@@ -182,3 +182,20 @@ def test_a_green_field_in_bare_land_ploughed_to_darker_soil_is_cultivation():
     life = lifecycle(_signature(rows, [0.10] * 12))
     assert life.change_type == "cultivation"
     assert life.first_change == "2019-03-15"
+
+
+def test_a_site_dark_on_two_dates_and_back_as_before_is_transient():
+    """A shadow over the polygon on two dates in a row (the signature of a Sentinel-2 decoy
+    scene): the darkening holds past one date, but on the last date the site is as it was, so
+    nothing lasting happened there."""
+    rows = [(0.255, 0.101, 0.09, 0.0, 0.025, 0.250)] * 9 + [
+        (0.124, 0.105, 0.04, 1.0, 0.145, 0.243), (0.152, 0.091, 0.06, 0.0, 0.114, 0.244),
+        (0.257, 0.099, 0.10, 1.0, 0.020, 0.251)]
+    signature = _signature(rows)
+    for date, ring_built in zip(signature, [0.100] * 9 + [0.098, 0.092, 0.099], strict=True):
+        date.ring_built_up = ring_built
+    life = lifecycle(signature)
+    assert life.change_type == "transient"
+    assert life.first_change == "2019-06-15"
+    signature[-1].brightness = 0.150  # still dark on the last date: a change that held
+    assert lifecycle(signature).change_type not in ("transient", "unclassified")
