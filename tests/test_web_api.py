@@ -4,7 +4,6 @@ bad input, path traversal and the server's start-up rules."""
 from __future__ import annotations
 
 import io
-import json
 import socket
 import threading
 import zipfile
@@ -12,21 +11,18 @@ import zipfile
 import httpx
 import numpy as np
 import pytest
-import shapely
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import sitewatch
 from sitewatch.errors import SitewatchError
 from sitewatch.report.build import MARKER as REPORT_MARKER
-from sitewatch.simulate import simulate
-from sitewatch.stack import build_stack, from_bbox, stack_grid
+from sitewatch.stack import stack_grid
 from sitewatch.store import Workspace
 from sitewatch.web import create_app, serve
 from sitewatch.web.app import is_loopback
 from sitewatch.web.imagery import pick_before_after
 from sitewatch.web.tiles import StackTiles
-from web_fixtures import AOI, N_DATES, workspace_copy
+from web_fixtures import AOI, N_DATES, VHR_AOI, vhr_workspace, workspace_copy
 
 TOKEN = "test-token-0123456789"
 BASE = "http://127.0.0.1"
@@ -169,35 +165,26 @@ def test_change_layers_come_as_tiles_with_legends(client, dates):
 
 
 @pytest.fixture(scope="module")
-def vhr_workspace(tmp_path_factory):
-    """A 0.5 m stack (simulated VHR imagery, 300 x 200 m: 600 x 400 px, 6 dates)."""
-    root = tmp_path_factory.mktemp("web-vhr")
-    result = simulate(root / "imagery", sensor="vhr", seed=1, n_dates=6, size_m=(300, 200))
-    sitewatch.ingest([result.catalog_path], root / "ws")
-    truth = json.loads(result.truth_path.read_text())
-    extent = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
-                                         if f["properties"]["role"] == "aoi"))
-    build_stack(root / "ws", from_bbox(",".join(map(str, extent.bounds)), "vhr"),
-                normalisation="none")
-    return root / "ws"
+def vhr(tmp_path_factory):
+    return vhr_workspace(tmp_path_factory)
 
 
-def test_a_zoomed_in_tile_of_a_vhr_stack_is_at_full_resolution(vhr_workspace):
+def test_a_zoomed_in_tile_of_a_vhr_stack_is_at_full_resolution(vhr):
     """At the finest level a tile pixel is a stack pixel: the tile is the stack's window,
     stretched, pixel for pixel."""
-    with TestClient(create_app(vhr_workspace), base_url=BASE) as vhr:
-        content = vhr.get("/api/aois/vhr").json()
+    with TestClient(create_app(vhr), base_url=BASE) as client:
+        content = client.get(f"/api/aois/{VHR_AOI}").json()
         tiles, day = content["tiles"], content["dates"][-1]["date"]
         assert tiles["resolutions"][-1] == 0.5
         top = len(tiles["resolutions"]) - 1
-        tile = _tile(vhr.get(f"/api/aois/vhr/imagery/{day}/{top}/1/0.png"))
-    with Workspace.open(vhr_workspace) as ws:
+        tile = _tile(client.get(f"/api/aois/{VHR_AOI}/imagery/{day}/{top}/1/0.png"))
+    with Workspace.open(vhr) as ws:
         record = ws.rows("rasters", "kind = 'stack'")[0]
-        source = StackTiles(vhr_workspace / record["path"], stack_grid(record))
+        source = StackTiles(vhr / record["path"], stack_grid(record))
     t = source.dates.index(day)
     window = source.dataset["reflectance"].isel(time=t, band=source.band_index,
                                                 y=slice(0, 256), x=slice(256, 512)).values
-    expected = source.stretch(t).apply(np.moveaxis(window, 0, -1))
+    expected = source.stretch(t).apply(np.nan_to_num(np.moveaxis(window, 0, -1)))
     valid = np.isfinite(window).all(axis=0)
     assert valid.mean() > 0.9
     assert np.abs(tile[..., :3][valid].astype(int) - expected[valid]).max() <= 1

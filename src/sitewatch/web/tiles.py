@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,7 +127,11 @@ class TileGrid:
         proj4js), extent (west, south, east, north, metres), origin, resolutions (metres per
         tile pixel, level 0 first) and tile size."""
         g = self.grid
-        return {"epsg": g.epsg, "proj4": CRS.from_epsg(g.epsg).to_proj4(),
+        with warnings.catch_warnings():
+            # A UTM (or other projected) EPSG CRS loses nothing proj4js needs in a PROJ string.
+            warnings.simplefilter("ignore", UserWarning)
+            definition = CRS.from_epsg(g.epsg).to_proj4()
+        return {"epsg": g.epsg, "proj4": definition,
                 "extent": list(g.bounds), "origin": [g.west, g.north], "tile_px": TILE_PX,
                 "resolutions": [g.resolution * self.factor(z) for z in range(self.top + 1)]}
 

@@ -32,7 +32,7 @@ const state = {
 // the projection, and the layers by name (each map has its own layer objects over shared
 // sources).
 const ol_ = {a: null, b: null, view: null, projection: null, grid: null, layers: {a: {}, b: {}},
-             sources: {}, draw: null, pending: 0};
+             sources: {}, draw: null, rendered: {a: false, b: true}};
 
 const $ = (id) => document.getElementById(id);
 
@@ -276,14 +276,22 @@ function buildMaps(map) {
     });
     ol_[which] = olMap;
   }
-  ol_.a.on("rendercomplete", () => {
-    if (ol_.pending === 0 && state.map === map) {
-      $("map").dataset.state = "ready";
-      $("map").dataset.imageryDate = map.dates[state.t].date;
-      $("map-status").textContent = "";
-    }
+  // Ready: each map shown has drawn every tile of its view since the last change.
+  for (const which of ["a", "b"]) {
+    ol_[which].on("rendercomplete", () => {
+      ol_.rendered[which] = true;
+      if (ol_.rendered.a && ol_.rendered.b && state.map === map) {
+        $("map").dataset.state = "ready";
+        $("map").dataset.imageryDate = map.dates[state.t].date;
+        $("map-status").textContent = "";
+      }
+    });
+  }
+  ol_.a.on("movestart", loading);
+  ol_.a.on("moveend", () => {
+    $("map").dataset.moves = String(Number($("map").dataset.moves || 0) + 1);
+    writeHash();
   });
-  ol_.a.on("moveend", () => writeHash());
   $("map").dataset.tilesLoaded = "0";
   $("map").dataset.sites = String(map.sites.length);
 }
@@ -312,19 +320,24 @@ function vectorSources(map) {
   };
 }
 
+// The map changed (view, date, layers): not ready until the maps shown have drawn it.
+function loading() {
+  $("map").dataset.state = "loading";
+  ol_.rendered = {a: false, b: state.mode !== "side"};
+  ol_.a.render();
+  if (state.mode === "side") ol_.b.render();
+}
+
 function tileSource(path) {
   const source = new ol.source.TileImage({
     projection: ol_.projection, tileGrid: ol_.grid, interpolate: false, transition: 0,
     tileUrlFunction: ([z, x, y]) => `${path}/${z}/${x}/${y}.png`,
     attributions: state.map.credit || undefined,
   });
-  source.on("tileloadstart", () => { ol_.pending += 1; });
-  const done = () => {
-    ol_.pending = Math.max(0, ol_.pending - 1);
+  source.on("tileloadend", () => {
     $("map").dataset.tilesLoaded = String(Number($("map").dataset.tilesLoaded) + 1);
-  };
-  source.on("tileloadend", done);
-  source.on("tileloaderror", () => { done(); $("map-status").textContent = "Some tiles could not be loaded"; });
+  });
+  source.on("tileloaderror", () => { $("map-status").textContent = "Some tiles could not be loaded"; });
   return source;
 }
 
@@ -462,11 +475,16 @@ function setUpMapTools() {
   $("zoom-fit").addEventListener("click", () => fitView());
   $("compare-mode").addEventListener("change", () => { state.mode = $("compare-mode").value; showCompare(); });
   $("date-b").addEventListener("change", () => { state.b = Number($("date-b").value); showCompare(); });
-  $("swipe").addEventListener("input", () => { ol_.a.render(); showCompareLabel(); });
+  $("swipe").addEventListener("input", () => { loading(); showCompareLabel(); });
   $("change-layer").addEventListener("change", () => { state.layer = $("change-layer").value; showChangeLayer(); });
   $("measure-line").addEventListener("click", () => startMeasure("LineString"));
   $("measure-area").addEventListener("click", () => startMeasure("Polygon"));
-  $("measure-clear").addEventListener("click", () => { stopMeasure(); ol_.sources.measure.clear(); $("measure-output").hidden = true; });
+  $("measure-clear").addEventListener("click", () => {
+    stopMeasure();
+    ol_.sources.measure.clear();
+    $("measure-output").textContent = "";
+    for (const key of Object.keys($("measure-output").dataset)) delete $("measure-output").dataset[key];
+  });
   new ResizeObserver(() => { for (const m of [ol_.a, ol_.b]) if (m) m.updateSize(); }).observe($("maps"));
 }
 
@@ -492,10 +510,11 @@ function showCompare() {
   $("map-b").hidden = !side;
   $("maps").classList.toggle("side", side);
   $("swipe").hidden = state.mode !== "swipe";
-  $("date-b-choice").hidden = state.mode === "single";
+  $("date-b").disabled = state.mode === "single";
   $("map").dataset.compare = state.mode;
   ol_.a.updateSize();
   ol_.b.updateSize();
+  loading();
   showCompareLabel();
   writeHash();
 }
@@ -532,6 +551,7 @@ function showChangeLayer() {
     if (state.layer) layer.setSource(changeSource(state.layer));
     layer.setVisible(Boolean(state.layer));
   }
+  loading();
   $("map").dataset.changeLayer = state.layer;
   drawLegend();
   writeHash();
@@ -566,7 +586,6 @@ function startMeasure(type) {
   ol_.a.addInteraction(draw);
   ol_.draw = draw;
   $("map").dataset.measuring = type;
-  $("measure-output").hidden = false;
   $("measure-output").textContent = type === "Polygon" ? "Click the corners; double-click or Enter to finish." : "Click points; double-click or Enter to finish.";
 }
 
@@ -599,10 +618,9 @@ function showMeasure(geometry, done) {
     const first = points[0], last = points[points.length - 1];
     const line = GEOD.Inverse(first[1], first[0], last[1], last[0]);
     const bearing = (line.azi1 + 360) % 360;
-    Object.assign(data, {lengthM: length.toFixed(3), bearingDeg: bearing.toFixed(3)});
+    Object.assign(data, {lengthM: length.toFixed(3), bearingDeg: bearing.toFixed(6)});
     box.textContent = `Distance ${formatNumber(length)} m, bearing ${bearing.toFixed(1)}° (true north, first to last point)`;
   }
-  box.hidden = false;
   for (const key of Object.keys(box.dataset)) delete box.dataset[key];
   Object.assign(box.dataset, data);
 }
@@ -648,11 +666,10 @@ function showDate() {
   $("date-label").textContent = `${date.date} · ${state.t + 1} of ${map.dates.length}${cloud}`;
   drawTicks();
   drawFootprint();
-  $("map").dataset.state = "loading";
   $("map-status").textContent = `Loading imagery of ${date.date}…`;
   ol_.layers.a.imagery.setSource(imagerySource(state.t));
   ol_.layers.b.imagery.setSource(imagerySource(state.b));
-  ol_.a.render();
+  loading();
   if (state.mode !== "single") showCompareLabel();
   if (state.site) drawTimeline();
   writeHash();
