@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import zarr
 from matplotlib import colormaps
 from PIL import Image
 from pyproj import CRS
@@ -153,8 +154,8 @@ class Stretch:
 @dataclass(frozen=True)
 class Overview:
     """A date of the stack in blocks of :data:`OVERVIEW_FACTOR` pixels: per block the sums of
-    the valid pixels' reflectance (rows, cols, 3), their count (rows, cols) and the count of
-    clear ones; and the date's stretch."""
+    the valid pixels' reflectance (3, rows, cols) and their count (rows, cols); and the date's
+    stretch (from the blocks whose pixels are all clear)."""
 
     sums: np.ndarray
     counts: np.ndarray
@@ -169,6 +170,8 @@ class StackTiles:
         self.path = str(path)
         self.grid = TileGrid(grid)
         self.dataset = open_stack(path, dask=False)
+        group = zarr.open_group(str(path), mode="r")
+        self._reflectance, self._mask = group["reflectance"], group["mask"]
         self.dates = tuple(str(t)[:10] for t in self.dataset.time.values)
         names = [str(b) for b in self.dataset.band.values]
         self.band_index = [names.index(b) for b in true_colour_bands(names)]
@@ -176,11 +179,15 @@ class StackTiles:
         self._building = threading.Lock()
 
     def overview(self, t: int) -> Overview:
-        """The overview of time step ``t``, built on first use."""
-        with self._building:
-            if t not in self._overviews:
-                self._overviews[t] = self._build_overview(t)
-            return self._overviews[t]
+        """The overview of time step ``t``, built on first use (one build at a time, since
+        each uses every core; tiles of dates already built do not wait)."""
+        overview = self._overviews.get(t)
+        if overview is None:
+            with self._building:
+                overview = self._overviews.get(t)
+                if overview is None:
+                    overview = self._overviews[t] = self._build_overview(t)
+        return overview
 
     def stretch(self, t: int) -> Stretch:
         """The stretch of time step ``t`` (from its overview)."""
@@ -197,11 +204,11 @@ class StackTiles:
         else:
             k, step = OVERVIEW_FACTOR, factor // OVERVIEW_FACTOR
             r0, c0, side = row // k, col // k, span // k
-            sums = _padded(overview.sums[r0:r0 + side, c0:c0 + side], side)
+            sums = _padded(overview.sums[:, r0:r0 + side, c0:c0 + side], side)
             counts = _padded(overview.counts[r0:r0 + side, c0:c0 + side], side)
             sums, counts = _block_sum(sums, step), _block_sum(counts, step)
         valid = counts > 0
-        mean = sums / np.maximum(counts, 1)[..., None]
+        mean = np.moveaxis(sums / np.maximum(counts, 1), 0, -1)
         tile = np.zeros((TILE_PX, TILE_PX, 4), np.uint8)
         tile[..., :3] = overview.stretch.apply(mean)
         tile[..., 3] = np.where(valid, 255, 0)
@@ -210,22 +217,21 @@ class StackTiles:
     def _read_sums(self, t: int, row: int, col: int, height: int, width: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reflectance of the true-colour bands of a window of time step ``t`` as (sums
-        (height, width, 3), counts, clear counts), zero where invalid or outside the grid."""
+        (3, height, width), counts, clear counts), zero where invalid or outside the grid.
+        Read from the Zarr arrays themselves (xarray's indexing would copy the window twice
+        more), bands first as stored."""
         rows = slice(row, min(row + height, self.grid.grid.height))
         cols = slice(col, min(col + width, self.grid.grid.width))
-        values = self.dataset["reflectance"].isel(time=t, band=self.band_index, y=rows,
-                                                  x=cols).values
-        flags = self.dataset["mask"].isel(time=t, y=rows, x=cols).values
-        rgb = np.moveaxis(values.astype(np.float32, copy=False), 0, -1)
-        valid = np.isfinite(rgb).all(axis=-1) & (flags != NODATA)
-        sums = np.zeros((height, width, 3), np.float32)
-        counts = np.zeros((height, width), np.float32)
-        clear = np.zeros((height, width), np.float32)
-        h, w = valid.shape
-        sums[:h, :w] = np.where(valid[..., None], rgb, 0)
-        counts[:h, :w] = valid
-        clear[:h, :w] = valid & (flags == CLEAR)
-        return sums, counts, clear
+        values = self._reflectance[t, :, rows, cols][self.band_index]
+        flags = self._mask[t, rows, cols]
+        valid = np.isfinite(values).all(axis=0) & (flags != NODATA)
+        np.copyto(values, 0, where=~valid)
+        clear = valid & (flags == CLEAR)
+        pad = ((0, height - valid.shape[0]), (0, width - valid.shape[1]))
+        if any(p[1] for p in pad):
+            values = np.pad(values, ((0, 0), *pad))
+            valid, clear = np.pad(valid, pad), np.pad(clear, pad)
+        return values, valid.astype(np.float32), clear.astype(np.float32)
 
     def _build_overview(self, t: int) -> Overview:
         g, k = self.grid.grid, OVERVIEW_FACTOR
@@ -238,15 +244,15 @@ class StackTiles:
         with ThreadPoolExecutor(OVERVIEW_THREADS) as pool:
             parts = list(pool.map(strip, range(0, g.height, CHUNK)))
         rows = math.ceil(g.height / k)
-        sums = np.concatenate([p[0] for p in parts])[:rows]
+        sums = np.concatenate([p[0] for p in parts], axis=1)[:, :rows]
         counts = np.concatenate([p[1] for p in parts])[:rows]
         clear = np.concatenate([p[2] for p in parts])[:rows]
-        mean = sums / np.maximum(counts, 1)[..., None]
+        mean = sums / np.maximum(counts, 1)
         sample = (clear == k * k)
         if not sample.any():
             sample = counts > 0
         if sample.any():
-            low, high = np.percentile(mean[sample], STRETCH_PERCENTILES, axis=0)
+            low, high = np.percentile(mean[:, sample], STRETCH_PERCENTILES, axis=1)
         else:
             low, high = np.zeros(3), np.ones(3)
         return Overview(sums, counts, Stretch(np.asarray(low, np.float32),
@@ -396,17 +402,17 @@ class Tiles:
 
 
 def _block_sum(array: np.ndarray, k: int) -> np.ndarray:
-    """Sums over k x k blocks of the first two axes (whose lengths are multiples of k)."""
+    """Sums over k x k blocks of the last two axes (whose lengths are multiples of k)."""
     if k == 1:
         return array
-    h, w = array.shape[:2]
-    return array.reshape(h // k, k, w // k, k, *array.shape[2:]).sum(axis=(1, 3))
+    *lead, h, w = array.shape
+    return array.reshape(*lead, h // k, k, w // k, k).sum(axis=(-3, -1))
 
 
 def _padded(array: np.ndarray, side: int) -> np.ndarray:
-    """``array`` padded with zeros to ``side`` x ``side`` (its first two axes)."""
-    out = np.zeros((side, side, *array.shape[2:]), array.dtype)
-    out[:array.shape[0], :array.shape[1]] = array
+    """``array`` padded with zeros to ``side`` x ``side`` (its last two axes)."""
+    out = np.zeros((*array.shape[:-2], side, side), array.dtype)
+    out[..., :array.shape[-2], :array.shape[-1]] = array
     return out
 
 
