@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+import sitewatch
 from sitewatch.errors import SitewatchError
 from sitewatch.report.build import MARKER as REPORT_MARKER
 from sitewatch.stack import stack_grid
@@ -162,6 +163,19 @@ def test_change_layers_come_as_tiles_with_legends(client, dates):
         assert not shown[height:].any()
     missing = client.get(f"/api/aois/{AOI}/change/nothing/0/0/0.png")
     assert missing.status_code == 404 and "onset" in missing.json()["detail"]
+
+
+def test_the_kinds_of_a_pairwise_detection_are_a_layer_of_classes(client, workspace):
+    sitewatch.detect(workspace, AOI, method="index")
+    content = client.get(f"/api/aois/{AOI}").json()
+    layers = {layer["name"]: layer["legend"] for layer in content["change_layers"]}
+    classes = {c["label"]: c["colour"] for c in layers["kinds"]["classes"]}
+    assert set(classes) == {"darkening", "new bright surface", "vegetation gain",
+                            "vegetation loss"}
+    top = len(content["tiles"]["resolutions"]) - 1
+    tile = _tile(client.get(f"/api/aois/{AOI}/change/kinds/{top}/0/0.png"))
+    shown = {"#" + bytes(px[:3]).hex() for px in tile.reshape(-1, 4) if px[3] == 255}
+    assert shown and shown <= set(classes.values())  # only the classes' colours
 
 
 @pytest.fixture(scope="module")

@@ -435,4 +435,14 @@ def test_a_swipe_and_side_by_side_compare_two_dates_over_the_whole_map(
     a, b = (page.locator(f"#map-{w}").bounding_box() for w in "ab")
     assert b["x"] > a["x"] and abs(a["width"] - b["width"]) < 4 and abs(a["y"] - b["y"]) < 1
     watched.shoot("12-side-by-side")
+
+    # A change layer over both maps, with its legend.
+    before = len(watched.requests)
+    page.select_option("#change-layer", "onset")
+    watched.ready()
+    assert any("/change/onset/" in url for url in watched.requests[before:])
+    legend = page.locator(".change-legend[data-layer=onset]")
+    assert "Onset of change" in legend.text_content() and dates[0] in legend.text_content()
+    assert "layer=onset" in page.evaluate("location.hash")
+    watched.shoot("13-onset-layer")
     watched.check()
