@@ -19,7 +19,7 @@ from sitewatch.errors import SitewatchError
 from sitewatch.report.build import MARKER as REPORT_MARKER
 from sitewatch.stack import stack_grid
 from sitewatch.store import Workspace
-from sitewatch.web import create_app, serve
+from sitewatch.web import create_app, serve, tiles
 from sitewatch.web.app import is_loopback
 from sitewatch.web.imagery import pick_before_after
 from sitewatch.web.tiles import StackTiles
@@ -176,6 +176,18 @@ def test_the_kinds_of_a_pairwise_detection_are_a_layer_of_classes(client, worksp
     tile = _tile(client.get(f"/api/aois/{AOI}/change/kinds/{top}/0/0.png"))
     shown = {"#" + bytes(px[:3]).hex() for px in tile.reshape(-1, 4) if px[3] == 255}
     assert shown and shown <= set(classes.values())  # only the classes' colours
+
+
+def test_overviews_stay_within_their_memory_budget(workspace, monkeypatch):
+    with Workspace.open(workspace) as ws:
+        record = ws.rows("rasters", "kind = 'stack'")[0]
+    source = StackTiles(workspace / record["path"], stack_grid(record))
+    one = source.overview(0).nbytes
+    monkeypatch.setattr(tiles, "OVERVIEW_BYTES", 2 * one)
+    for t in range(1, 4):
+        source.overview(t)
+    assert list(source._overviews) == [2, 3]
+    assert source.render(0, 0, 0, 0)[..., 3].any()  # built again when asked for
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,9 @@ DIRECT_MAX = 4
 OVERVIEW_FACTOR = 2 * DIRECT_MAX
 #: Threads that build an overview (strips of one Zarr chunk row at a time).
 OVERVIEW_THREADS = 2
+#: Memory the overviews of a stack may hold, bytes (the dates built first go beyond it):
+#: a 10980 px date's overview is 28 MB.
+OVERVIEW_BYTES = 512 * 2**20
 #: Memory the tile cache may hold, bytes.
 CACHE_BYTES = 256 * 2**20
 #: zlib level of the PNGs (1: fastest, about 5 % bigger than the default).
@@ -154,12 +157,16 @@ class Stretch:
 @dataclass(frozen=True)
 class Overview:
     """A date of the stack in blocks of :data:`OVERVIEW_FACTOR` pixels: per block the sums of
-    the valid pixels' reflectance (3, rows, cols) and their count (rows, cols); and the date's
-    stretch (from the blocks whose pixels are all clear)."""
+    the valid pixels' reflectance (3, rows, cols) and their count (rows, cols, uint8: at most
+    64); and the date's stretch (from the blocks whose pixels are all clear)."""
 
     sums: np.ndarray
     counts: np.ndarray
     stretch: Stretch
+
+    @property
+    def nbytes(self) -> int:
+        return self.sums.nbytes + self.counts.nbytes
 
 
 class StackTiles:
@@ -175,7 +182,7 @@ class StackTiles:
         self.dates = tuple(str(t)[:10] for t in self.dataset.time.values)
         names = [str(b) for b in self.dataset.band.values]
         self.band_index = [names.index(b) for b in true_colour_bands(names)]
-        self._overviews: dict[int, Overview] = {}
+        self._overviews: OrderedDict[int, Overview] = OrderedDict()
         self._building = threading.Lock()
 
     def overview(self, t: int) -> Overview:
@@ -186,7 +193,12 @@ class StackTiles:
             with self._building:
                 overview = self._overviews.get(t)
                 if overview is None:
-                    overview = self._overviews[t] = self._build_overview(t)
+                    overview = self._build_overview(t)
+                    kept = dict(self._overviews)
+                    while kept and overview.nbytes + sum(o.nbytes for o in kept.values()
+                                                         ) > OVERVIEW_BYTES:
+                        kept.pop(next(iter(kept)))
+                    self._overviews = OrderedDict({**kept, t: overview})
         return overview
 
     def stretch(self, t: int) -> Stretch:
@@ -205,7 +217,8 @@ class StackTiles:
             k, step = OVERVIEW_FACTOR, factor // OVERVIEW_FACTOR
             r0, c0, side = row // k, col // k, span // k
             sums = _padded(overview.sums[:, r0:r0 + side, c0:c0 + side], side)
-            counts = _padded(overview.counts[r0:r0 + side, c0:c0 + side], side)
+            counts = _padded(overview.counts[r0:r0 + side, c0:c0 + side].astype(np.float32),
+                             side)
             sums, counts = _block_sum(sums, step), _block_sum(counts, step)
         valid = counts > 0
         mean = np.moveaxis(sums / np.maximum(counts, 1), 0, -1)
@@ -255,7 +268,7 @@ class StackTiles:
             low, high = np.percentile(mean[:, sample], STRETCH_PERCENTILES, axis=1)
         else:
             low, high = np.zeros(3), np.ones(3)
-        return Overview(sums, counts, Stretch(np.asarray(low, np.float32),
+        return Overview(sums, counts.astype(np.uint8), Stretch(np.asarray(low, np.float32),
                                               np.asarray(high, np.float32)))
 
 
