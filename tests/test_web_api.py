@@ -4,6 +4,7 @@ bad input, path traversal and the server's start-up rules."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 import zipfile
@@ -103,6 +104,7 @@ def test_aoi_map_is_in_the_grid_crs_with_sites_places_and_border(client, site_id
                                                          height_m)
     assert "+proj=utm +zone=37" in content["tiles"]["proj4"]
     assert content["tiles"]["resolutions"][-1] == 10.0
+    assert re.fullmatch(r"[0-9a-f]{12}", content["tiles"]["version"])
     assert len(content["dates"]) == N_DATES
     assert all(0.0 <= d["obscured"] <= 1.0 and d["cloudy"] == (d["obscured"] > 0.1)
                for d in content["dates"])

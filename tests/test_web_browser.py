@@ -40,7 +40,7 @@ CHROMIUM = Path(os.environ.get("SITEWATCH_CHROMIUM", "/usr/bin/chromium"))
 TOKEN = "browser-test-token"
 TIMEOUT_MS = 30_000
 EPSG = 32637
-TILE = re.compile(r"/api/aois/[^/]+/(imagery|change)/[^/]+/(\d+)/(\d+)/(\d+)\.png$")
+TILE = re.compile(r"/api/aois/[^/]+/(imagery|change)/[^/]+/(\d+)/(\d+)/(\d+)\.png\?v=\w+$")
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +202,7 @@ def test_an_analyst_steps_through_time_opens_a_site_and_records_an_assessment(
     assert page.locator("#mode").text_content() == "token needed to edit"
     assert {url.rsplit("/", 4)[1] for url in watched.requests if "/imagery/" in url} == {
         dates[-1]}
+    assert all("?v=" in url for url in watched.requests if "/imagery/" in url)
     watched.shoot("01-map-latest-date")
 
     # Step the time slider back two dates with its button and once more with the keyboard;

@@ -88,8 +88,9 @@ _ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; c
 _VENDOR = {"ol.js": "text/javascript; charset=utf-8", "ol.css": "text/css; charset=utf-8",
            "proj4.js": "text/javascript; charset=utf-8",
            "geodesic.js": "text/javascript; charset=utf-8"}
-#: How long a browser may keep a tile or a library file, seconds.
-TILE_MAX_AGE_S = 300
+#: How long a browser may keep a tile or a library file, seconds (tile URLs carry the raster's
+#: version, :func:`sitewatch.web.content.content_version`).
+TILE_MAX_AGE_S = 86_400
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
              "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 _REPORT_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "

@@ -12,6 +12,7 @@ keys so the page can label them apart.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,13 +75,14 @@ def aoi_map(ws: Workspace, view: StackView, aoi: str,
     return {
         "name": aoi,
         "grid": grid.to_dict(),
-        "tiles": TileGrid(grid).to_dict(),
+        "tiles": {**TileGrid(grid).to_dict(), "version": content_version(view.path)},
         "size_m": [grid.width * grid.resolution, grid.height * grid.resolution],
         "dates": [{"date": day, "obscured": round(share, 3), "cloudy": share > CLOUDY_FRACTION,
                    "scenes": [scene["scene_id"] for scene in scenes]}
                   for day, share, scenes in zip(view.dates, view.obscured, imagery.scenes,
                                                 strict=True)],
-        "change_layers": [{"name": name, "legend": layer.legend()}
+        "change_layers": [{"name": name, "legend": layer.legend(),
+                           "version": content_version(str(layer.path))}
                           for name, layer in layers.items()],
         "credit": imagery.credit(),
         "outline": [geojson(imagery.to_grid(geometry)) for geometry in outline],
@@ -90,6 +92,13 @@ def aoi_map(ws: Workspace, view: StackView, aoi: str,
                     for row in ws.rows("borders", order_by="name")],
         "exports": list(EXPORT_FORMATS),
     }
+
+
+def content_version(path: str) -> str:
+    """A short tag of a raster's path, which the page adds to its tile URLs: a stack or change
+    raster built again has another path, so the browser never shows its cached tiles of the
+    old one."""
+    return hashlib.sha256(path.encode()).hexdigest()[:12]
 
 
 def site_panel(ws: Workspace, images: StackImages, view: StackView,

@@ -328,10 +328,10 @@ function loading() {
   if (state.mode === "side") ol_.b.render();
 }
 
-function tileSource(path) {
+function tileSource(path, version) {
   const source = new ol.source.TileImage({
     projection: ol_.projection, tileGrid: ol_.grid, interpolate: false, transition: 0,
-    tileUrlFunction: ([z, x, y]) => `${path}/${z}/${x}/${y}.png`,
+    tileUrlFunction: ([z, x, y]) => `${path}/${z}/${x}/${y}.png?v=${version}`,
     attributions: state.map.credit || undefined,
   });
   source.on("tileloadend", () => {
@@ -343,13 +343,14 @@ function tileSource(path) {
 
 function imagerySource(t) {
   const key = `imagery-${t}`;
-  if (!ol_.sources[key]) ol_.sources[key] = tileSource(`/api/aois/${enc(state.map.name)}/imagery/${state.map.dates[t].date}`);
+  if (!ol_.sources[key]) ol_.sources[key] = tileSource(`/api/aois/${enc(state.map.name)}/imagery/${state.map.dates[t].date}`, state.map.tiles.version);
   return ol_.sources[key];
 }
 
 function changeSource(name) {
   const key = `change-${name}`;
-  if (!ol_.sources[key]) ol_.sources[key] = tileSource(`/api/aois/${enc(state.map.name)}/change/${enc(name)}`);
+  const version = state.map.change_layers.find((l) => l.name === name).version;
+  if (!ol_.sources[key]) ol_.sources[key] = tileSource(`/api/aois/${enc(state.map.name)}/change/${enc(name)}`, version);
   return ol_.sources[key];
 }
 
