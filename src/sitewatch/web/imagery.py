@@ -23,8 +23,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import zarr
 from PIL import Image
 
 from sitewatch.report.figures import Crop, StackImagery, stretch
@@ -91,7 +93,7 @@ class StackImages:
         if view is None:
             with self._render:
                 imagery = StackImagery.open(ws, aoi)
-                view = StackView(path, imagery, _obscured_by_date(imagery))
+                view = StackView(path, imagery, _obscured_by_date(ws.root / path, imagery))
             with self._lock:
                 self._views[key] = view
         return view
@@ -132,11 +134,16 @@ class StackImages:
                 self._held -= dropped
 
 
-def _obscured_by_date(imagery: StackImagery) -> tuple[float, ...]:
+def _obscured_by_date(store: Path, imagery: StackImagery) -> tuple[float, ...]:
     """Per date, the share of cloud and shadow among the grid's pixels with data, from the
-    mask read every n-th pixel (at most :data:`COVER_SAMPLE_PX` a side)."""
+    mask of the Zarr ``store`` read every n-th pixel (at most :data:`COVER_SAMPLE_PX` a side),
+    one date at a time straight from Zarr (through dask it takes seven times as long: 0.3 s a
+    date of a 10980 px grid)."""
     crop = imagery.crop(None, max_px=COVER_SAMPLE_PX)
-    return tuple(_obscured_share(flags) for flags in imagery.flags(crop))
+    mask = zarr.open_group(str(store), mode="r")["mask"]
+    return tuple(_obscured_share(mask[t, crop.rows.start:crop.rows.stop:crop.step,
+                                      crop.cols.start:crop.cols.stop:crop.step])
+                 for t in range(len(imagery.dates)))
 
 
 def _obscured_share(flags: np.ndarray) -> float:
