@@ -195,8 +195,8 @@ def _border(view: StackView, row: Mapping[str, Any], clip: BaseGeometry,
 
 
 def _footprints(view: StackView, observations: Sequence[Mapping[str, Any]]
-                ) -> list[str | None]:
-    """Per stack date, the site's footprint then (SVG path data): the latest observed
+                ) -> list[dict[str, Any] | None]:
+    """Per stack date, the site's footprint then (GeoJSON, grid CRS): the latest observed
     footprint on or before that date, None before the first."""
     observed = [(o["observed"][:10], o["geom"]) for o in observations]
     paths: list[dict[str, Any] | None] = []
