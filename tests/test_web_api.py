@@ -4,22 +4,27 @@ bad input, path traversal and the server's start-up rules."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 import zipfile
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+import sitewatch
 from sitewatch.errors import SitewatchError
 from sitewatch.report.build import MARKER as REPORT_MARKER
+from sitewatch.stack import stack_grid
 from sitewatch.store import Workspace
-from sitewatch.web import create_app, serve
+from sitewatch.web import create_app, serve, tiles
 from sitewatch.web.app import is_loopback
 from sitewatch.web.imagery import pick_before_after
-from web_fixtures import AOI, N_DATES, workspace_copy
+from sitewatch.web.tiles import StackTiles
+from web_fixtures import AOI, N_DATES, VHR_AOI, vhr_workspace, workspace_copy
 
 TOKEN = "test-token-0123456789"
 BASE = "http://127.0.0.1"
@@ -72,6 +77,11 @@ def test_page_and_assets_are_bundled_and_locked_to_this_origin(client):
         assert f"/static/{asset}" in page.text
         assert "cdn" not in response.text.lower() and "@import" not in response.text
     assert client.get("/static/index.html").status_code == 404  # only the named assets
+    for library in ("ol.js", "ol.css", "proj4.js", "geodesic.js"):
+        response = client.get(f"/static/vendor/{library}")
+        assert response.status_code == 200 and len(response.content) > 5000
+        assert f"/static/vendor/{library}" in page.text
+    assert client.get("/static/vendor/LICENSE-ol.md").status_code == 404
 
 
 def test_workspace_info_lists_aois_and_form_vocabularies(client, read_only, site_ids):
@@ -83,19 +93,26 @@ def test_workspace_info_lists_aois_and_form_vocabularies(client, read_only, site
     assert info["report"] is False
 
 
-def test_aoi_map_is_in_grid_metres_with_sites_places_and_border(client, site_ids):
+def test_aoi_map_is_in_the_grid_crs_with_sites_places_and_border(client, site_ids):
     content = client.get(f"/api/aois/{AOI}").json()
+    grid = content["grid"]
     width_m, height_m = content["size_m"]
-    assert content["grid"]["epsg"] == 32637 and content["grid"]["resolution"] == 10.0
-    assert width_m == content["grid"]["width"] * 10.0
+    assert grid["epsg"] == 32637 and grid["resolution"] == 10.0
+    assert width_m == grid["width"] * 10.0
+    west, south, east, north = content["tiles"]["extent"]
+    assert (west, north, east - west, north - south) == (grid["west"], grid["north"], width_m,
+                                                         height_m)
+    assert "+proj=utm +zone=37" in content["tiles"]["proj4"]
+    assert content["tiles"]["resolutions"][-1] == 10.0
+    assert re.fullmatch(r"[0-9a-f]{12}", content["tiles"]["version"])
     assert len(content["dates"]) == N_DATES
     assert all(0.0 <= d["obscured"] <= 1.0 and d["cloudy"] == (d["obscured"] > 0.1)
                for d in content["dates"])
     assert [s["site_id"] for s in content["sites"]] == site_ids
     for site in content["sites"]:
         x0, y0, x1, y1 = site["bounds"]
-        assert 0 <= x0 < x1 <= width_m and 0 <= y0 < y1 <= height_m
-        assert site["path"].startswith("M") and site["path"].endswith("Z")
+        assert west <= x0 < x1 <= east and south <= y0 < y1 <= north
+        assert site["geometry"]["type"] in ("Polygon", "MultiPolygon")
     names = {place["name"]: place for place in content["places"]}
     assert names["Al-Qaim border crossing"]["kind"] == "border crossing"
     [border] = content["borders"]
@@ -103,18 +120,104 @@ def test_aoi_map_is_in_grid_metres_with_sites_places_and_border(client, site_ids
     assert content["outline"] and content["exports"] == ["geojson", "kml", "kmz", "gpkg", "csv"]
 
 
-def test_imagery_of_a_date_is_a_cached_png_of_the_requested_size(client, dates):
-    url = f"/api/aois/{AOI}/imagery/{dates[-1]}.png"
-    full = client.get(url)
-    assert full.status_code == 200 and full.headers["content-type"] == "image/png"
-    assert full.content.startswith(PNG_SIGNATURE)
-    grid = client.get(f"/api/aois/{AOI}").json()["grid"]
-    assert Image.open(io.BytesIO(full.content)).size == (grid["width"], grid["height"])
-    small = client.get(url, params={"size": 100})
-    assert max(Image.open(io.BytesIO(small.content)).size) <= 100
-    assert client.get(url).content == full.content
-    other = client.get(f"/api/aois/{AOI}/imagery/{dates[0]}.png")
-    assert other.status_code == 200 and other.content != full.content
+def _tile(response) -> np.ndarray:
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content.startswith(PNG_SIGNATURE)
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_imagery_tiles_cover_the_grid_at_every_level_and_are_cached(client, dates):
+    content = client.get(f"/api/aois/{AOI}").json()
+    tiles, width, height = content["tiles"], content["grid"]["width"], content["grid"]["height"]
+    top = len(tiles["resolutions"]) - 1
+    assert tiles["resolutions"] == [10.0 * 2 ** (top - z) for z in range(top + 1)]
+    whole = _tile(client.get(f"/api/aois/{AOI}/imagery/{dates[-1]}/0/0/0.png"))
+    assert whole.shape == (256, 256, 4)
+    # The grid on the level-0 tile of 2**top px: opaque over the grid (but its nodata
+    # edge), transparent beyond it.
+    factor = 2 ** top
+    cols, rows = -(-width // factor), -(-height // factor)
+    assert (whole[:rows, :cols, 3] == 255).mean() > 0.8 and (whole[rows:, :, 3] == 0).all()
+    assert (whole[:, cols:, 3] == 0).all()
+    assert whole[:rows, :cols, :3].std() > 5  # imagery, not a flat colour
+    fine = client.get(f"/api/aois/{AOI}/imagery/{dates[-1]}/{top}/1/0.png")
+    assert (_tile(fine)[:height, :width - 256, 3] == 255).mean() > 0.8
+    assert (_tile(fine)[:, width - 256:, 3] == 0).all()
+    assert client.get(f"/api/aois/{AOI}/imagery/{dates[-1]}/{top}/1/0.png").content == \
+        fine.content
+    other = client.get(f"/api/aois/{AOI}/imagery/{dates[0]}/{top}/1/0.png")
+    assert other.status_code == 200 and other.content != fine.content
+    assert client.get(f"/api/aois/{AOI}/imagery/{dates[0]}/{top}/2/0.png").status_code == 404
+
+
+def test_change_layers_come_as_tiles_with_legends(client, dates):
+    content = client.get(f"/api/aois/{AOI}").json()
+    layers = {layer["name"]: layer["legend"] for layer in content["change_layers"]}
+    assert {"onset", "magnitude"} <= set(layers)
+    assert layers["onset"]["labels"] == [dates[0], dates[-1]]
+    assert len(layers["magnitude"]["ramp"]) == 6
+    top = len(content["tiles"]["resolutions"]) - 1
+    height = content["grid"]["height"]
+    for name in ("onset", "magnitude"):
+        tile = _tile(client.get(f"/api/aois/{AOI}/change/{name}/{top}/0/0.png"))
+        shown = tile[..., 3] == 255
+        assert 0 < shown.sum() < 256 * height  # some of the grid's pixels, none outside it
+        assert not shown[height:].any()
+    missing = client.get(f"/api/aois/{AOI}/change/nothing/0/0/0.png")
+    assert missing.status_code == 404 and "onset" in missing.json()["detail"]
+
+
+def test_the_kinds_of_a_pairwise_detection_are_a_layer_of_classes(client, workspace):
+    sitewatch.detect(workspace, AOI, method="index")
+    content = client.get(f"/api/aois/{AOI}").json()
+    layers = {layer["name"]: layer["legend"] for layer in content["change_layers"]}
+    classes = {c["label"]: c["colour"] for c in layers["kinds"]["classes"]}
+    assert set(classes) == {"darkening", "new bright surface", "vegetation gain",
+                            "vegetation loss"}
+    top = len(content["tiles"]["resolutions"]) - 1
+    tile = _tile(client.get(f"/api/aois/{AOI}/change/kinds/{top}/0/0.png"))
+    shown = {"#" + bytes(px[:3]).hex() for px in tile.reshape(-1, 4) if px[3] == 255}
+    assert shown and shown <= set(classes.values())  # only the classes' colours
+
+
+def test_overviews_stay_within_their_memory_budget(workspace, monkeypatch):
+    with Workspace.open(workspace) as ws:
+        record = ws.rows("rasters", "kind = 'stack'")[0]
+    source = StackTiles(workspace / record["path"], stack_grid(record))
+    one = source.overview(0).nbytes
+    monkeypatch.setattr(tiles, "OVERVIEW_BYTES", 2 * one)
+    for t in range(1, 4):
+        source.overview(t)
+    assert list(source._overviews) == [2, 3]
+    assert source.render(0, 0, 0, 0)[..., 3].any()  # built again when asked for
+
+
+@pytest.fixture(scope="module")
+def vhr(tmp_path_factory):
+    return vhr_workspace(tmp_path_factory)
+
+
+def test_a_zoomed_in_tile_of_a_vhr_stack_is_at_full_resolution(vhr):
+    """At the finest level a tile pixel is a stack pixel: the tile is the stack's window,
+    stretched, pixel for pixel."""
+    with TestClient(create_app(vhr), base_url=BASE) as client:
+        content = client.get(f"/api/aois/{VHR_AOI}").json()
+        tiles, day = content["tiles"], content["dates"][-1]["date"]
+        assert tiles["resolutions"][-1] == 0.5
+        top = len(tiles["resolutions"]) - 1
+        tile = _tile(client.get(f"/api/aois/{VHR_AOI}/imagery/{day}/{top}/1/0.png"))
+    with Workspace.open(vhr) as ws:
+        record = ws.rows("rasters", "kind = 'stack'")[0]
+        source = StackTiles(vhr / record["path"], stack_grid(record))
+    t = source.dates.index(day)
+    window = source.dataset["reflectance"].isel(time=t, band=source.band_index,
+                                                y=slice(0, 256), x=slice(256, 512)).values
+    expected = source.stretch(t).apply(np.nan_to_num(np.moveaxis(window, 0, -1)))
+    valid = np.isfinite(window).all(axis=0)
+    assert valid.mean() > 0.9
+    assert np.abs(tile[..., :3][valid].astype(int) - expected[valid]).max() <= 1
+    # Neighbouring pixels differ (0.5 m detail, not a blown-up coarser level).
+    assert np.abs(np.diff(tile[..., :3].astype(int), axis=1)).mean() > 1
 
 
 def test_site_panel_keeps_automatic_findings_apart_from_analyst_records(client, site_ids,
@@ -145,10 +248,12 @@ def test_exports_are_made_on_request(client, site_ids):
 # -- bad input --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("url", "status", "words"), [
     ("/api/aois/nowhere", 404, f"its AOIs are {AOI}"),
-    (f"/api/aois/{AOI}/imagery/yesterday.png", 422, "not an ISO day"),
-    (f"/api/aois/{AOI}/imagery/2001-01-01.png", 404, "the stack's dates are"),
-    (f"/api/aois/{AOI}/imagery/2001-01-01.png?size=10", 422, "size"),
-    (f"/api/aois/{AOI}/imagery/2001-01-01.png?size=big", 422, "size"),
+    (f"/api/aois/{AOI}/imagery/yesterday/0/0/0.png", 422, "not an ISO day"),
+    (f"/api/aois/{AOI}/imagery/2001-01-01/0/0/0.png", 404, "the stack's dates are"),
+    (f"/api/aois/{AOI}/imagery/2001-01-01/0/-1/0.png", 422, "x"),
+    (f"/api/aois/{AOI}/imagery/2001-01-01/big/0/0.png", 422, "z"),
+    (f"/api/aois/{AOI}/change/onset/9/0/0.png", 404, "levels are 0 to"),
+    ("/api/aois/nowhere/imagery/2001-01-01/0/0/0.png", 404, "no AOI 'nowhere'"),
     (f"/api/aois/{AOI}/exports/shapefile", 404, "geojson, kml"),
     ("/api/sites/no-such-site", 404, "no site 'no-such-site'"),
     ("/api/sites/bad%20id!", 422, "site_id"),
@@ -266,8 +371,10 @@ def test_requests_for_another_host_name_are_refused(client):
     "/static/..%5c..%5capp.py",
     "/static//etc/passwd",
     "/api/aois/..%2F..%2Fsitewatch.gpkg",
-    "/api/aois/%2e%2e/imagery/2019-01-01.png",
-    f"/api/aois/{AOI}/imagery/..%2F..%2Fsitewatch.gpkg.png",
+    "/api/aois/%2e%2e/imagery/2019-01-01/0/0/0.png",
+    f"/api/aois/{AOI}/imagery/..%2F..%2Fsitewatch.gpkg/0/0/0.png",
+    f"/api/aois/{AOI}/change/..%2F..%2Fsitewatch.gpkg/0/0/0.png",
+    "/static/vendor/..%2F..%2Fapp.py",
     f"/api/aois/{AOI}/exports/..%2F..%2Fsitewatch.gpkg",
     "/api/sites/..%2F..%2Fsitewatch.gpkg",
     "/api/sites/crossing-001/frames/..%2F..%2F..%2Fetc%2Fpasswd.png",

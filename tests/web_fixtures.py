@@ -23,6 +23,9 @@ from sitewatch.stack import build_stack, from_bbox
 
 AOI = "crossing"
 N_DATES = 8
+#: The AOI of the VHR workspace: simulated 0.5 m imagery over 600 x 400 m (1200 x 800 px),
+#: 6 dates, stacked (no tracking); about 10 s to build.
+VHR_AOI = "vhr"
 _BUILT: dict[str, Path] = {}
 
 
@@ -34,14 +37,30 @@ def tracked_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           size_m=(3000, 1200))
         sitewatch.ingest([result.catalog_path], root / "ws")
         sitewatch.import_places(result.places_path, root / "ws")
-        truth = json.loads(result.truth_path.read_text())
-        extent = shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
-                                             if f["properties"]["role"] == "aoi"))
-        build_stack(root / "ws", from_bbox(",".join(map(str, extent.bounds)), AOI),
+        build_stack(root / "ws", from_bbox(",".join(map(str, _aoi(result).bounds)), AOI),
                     normalisation="none")
         sitewatch.track(root / "ws", AOI)
         _BUILT["ws"] = root / "ws"
     return _BUILT["ws"]
+
+
+def vhr_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stacked VHR workspace of this session (built on first use; tests only read it)."""
+    if "vhr" not in _BUILT:
+        root = tmp_path_factory.mktemp("web-vhr")
+        result = simulate(root / "imagery", sensor="vhr", seed=1, n_dates=6, size_m=(600, 400))
+        sitewatch.ingest([result.catalog_path], root / "ws")
+        build_stack(root / "ws", from_bbox(",".join(map(str, _aoi(result).bounds)), VHR_AOI),
+                    normalisation="none")
+        _BUILT["vhr"] = root / "ws"
+    return _BUILT["vhr"]
+
+
+def _aoi(result) -> shapely.Geometry:
+    """The AOI of a simulation, from its ground truth."""
+    truth = json.loads(result.truth_path.read_text())
+    return shapely.geometry.shape(next(f["geometry"] for f in truth["features"]
+                                       if f["properties"]["role"] == "aoi"))
 
 
 def workspace_copy(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -1,15 +1,18 @@
 """The viewer's HTTP interface: a FastAPI (ASGI) application over one workspace.
 
 Routes
-    ``GET /``, ``/static/app.js``, ``/static/style.css``
-        The page and its two assets, bundled in the package (nothing is fetched from the
-        internet).
+    ``GET /``, ``/static/app.js``, ``/static/style.css``, ``/static/vendor/{file}``
+        The page, its assets and the map libraries (OpenLayers, proj4js, geographiclib),
+        bundled in the package at build time (nothing is fetched from the internet).
     ``GET /api/workspace``
         Name, whether writing is enabled, the AOIs, and the vocabularies of the forms.
     ``GET /api/aois/{aoi}``
         The map of an AOI (:func:`sitewatch.web.content.aoi_map`).
-    ``GET /api/aois/{aoi}/imagery/{date}.png?size=N``
-        The AOI on one acquisition date (ISO day), at most N pixels a side (64-4096).
+    ``GET /api/aois/{aoi}/imagery/{date}/{z}/{x}/{y}.png``
+        Imagery tile (z, x, y) of the AOI's stack on one acquisition date (ISO day), in the
+        tile grid of :class:`sitewatch.web.tiles.TileGrid` (given by ``/api/aois/{aoi}``).
+    ``GET /api/aois/{aoi}/change/{layer}/{z}/{x}/{y}.png``
+        Tile of a change layer (onset, magnitude or kinds) the map lists.
     ``GET /api/aois/{aoi}/exports/{format}``
         The AOI's sites exported on request (geojson, kml, kmz, gpkg or csv;
         :func:`sitewatch.report.exports.export`).
@@ -48,7 +51,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -59,11 +62,13 @@ from sitewatch.analyst.records import EVENT_KINDS
 from sitewatch.errors import SitewatchError
 from sitewatch.report.build import MARKER as REPORT_MARKER
 from sitewatch.report.exports import export
+from sitewatch.stack import stack_grid
 from sitewatch.store import Workspace
 from sitewatch.version import __version__
 from sitewatch.web.content import EXPORT_FORMATS, aoi_map, site_panel, workspace_summary
 from sitewatch.web.edits import KINDS, AnalystEditor, EditConflict, RecordNotFound
-from sitewatch.web.imagery import MAX_DATE_PX, MIN_DATE_PX, StackImages, StackView
+from sitewatch.web.imagery import StackImages, StackView
+from sitewatch.web.tiles import ChangeLayer, StackTiles, TileOutside, Tiles, change_layers
 
 #: Host names a loopback-bound viewer answers to.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -79,6 +84,13 @@ EXPORT_TYPES = {"geojson": ("application/geo+json", ".geojson"),
                 "gpkg": ("application/geopackage+sqlite3", ".gpkg"),
                 "csv": ("text/csv; charset=utf-8", ".csv")}
 _ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+#: The map libraries' files (copied from their npm packages at build time, see setup.py).
+_VENDOR = {"ol.js": "text/javascript; charset=utf-8", "ol.css": "text/css; charset=utf-8",
+           "proj4.js": "text/javascript; charset=utf-8",
+           "geodesic.js": "text/javascript; charset=utf-8"}
+#: How long a browser may keep a tile or a library file, seconds (tile URLs carry the raster's
+#: version, :func:`sitewatch.web.content.content_version`).
+TILE_MAX_AGE_S = 86_400
 _PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
              "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 _REPORT_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -246,6 +258,8 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
     app.state.token = token if writable else None
     app.state.writable = writable
     images = StackImages()
+    tiles = Tiles()
+    layers_seen: dict[tuple, dict[str, ChangeLayer]] = {}
     editor = AnalystEditor(root)
     static = resources.files("sitewatch.web") / "static"
 
@@ -305,6 +319,7 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
     Version = Annotated[str, Depends(if_match)]
     AoiName = Annotated[str, PathParam(max_length=200)]
     SiteId = Annotated[str, PathParam(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    TileIndex = Annotated[int, PathParam(ge=0, le=2**20)]
 
     def stack_view(ws: Workspace, aoi: str) -> StackView:
         known = {row["name"]: row for row in workspace_summary(ws)}
@@ -324,14 +339,39 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
             raise HTTPException(404, f"site {site_id!r} belongs to no AOI")
         return rows[0]
 
-    def time_index(view: StackView, day: str) -> int:
+    def time_index(dates: Sequence[str], day: str) -> int:
         if not _DAY.fullmatch(day):
             raise HTTPException(422, f"date {day!r} is not an ISO day such as 2019-05-15")
-        t = view.date_index(day)
-        if t is None:
+        if day not in dates:
             raise HTTPException(404, f"no image on {day}; the stack's dates are "
-                                     f"{', '.join(view.dates)}")
-        return t
+                                     f"{', '.join(dates)}")
+        return list(dates).index(day)
+
+    def stack_tiles(ws: Workspace, aoi: str) -> tuple[dict[str, Any], StackTiles]:
+        """The AOI's newest stack record and its tiles (cheaper than :func:`stack_view`: one
+        query a tile)."""
+        rows = ws.rows("rasters", "kind = 'stack' AND aoi = ?", (aoi,), order_by="fid DESC")
+        if not rows:
+            if not ws.rows("aois", "name = ?", (aoi,)):
+                raise HTTPException(404, f"no AOI {aoi!r} in the workspace")
+            raise HTTPException(404, f"AOI {aoi!r} has no stack to show yet; build one with "
+                                     "'sitewatch stack'")
+        return rows[0], tiles.stack(ws.root / rows[0]["path"], stack_grid(rows[0]))
+
+    def aoi_layers(ws: Workspace, aoi: str, record: dict[str, Any],
+                   source: StackTiles) -> dict[str, ChangeLayer]:
+        """The change layers of the AOI on its newest stack, looked up again only after a
+        new change raster was recorded."""
+        newest = ws.rows("rasters", "aoi = ? AND kind LIKE 'change:%'", (aoi,),
+                         order_by="fid DESC")
+        key = (aoi, record["path"], newest[0]["fid"] if newest else None)
+        if key not in layers_seen:
+            layers_seen[key] = change_layers(ws, aoi, source.grid.grid, source.dates)
+        return layers_seen[key]
+
+    def tile_response(png: bytes) -> Response:
+        return Response(png, media_type="image/png",
+                        headers={"Cache-Control": f"private, max-age={TILE_MAX_AGE_S}"})
 
     # -- page ------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -346,6 +386,18 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
             raise HTTPException(404, f"no asset {name!r}")
         return Response((static / name).read_bytes(), media_type=_ASSETS[name],
                         headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/vendor/{name}", include_in_schema=False)
+    def library(name: str) -> Response:
+        if name not in _VENDOR:
+            raise HTTPException(404, f"no library file {name!r}")
+        path = static / "vendor" / name
+        if not path.is_file():
+            raise HTTPException(500, f"the map library file {name} is missing from the "
+                                     "installed package: reinstall sitewatch (pip install), "
+                                     "whose build copies it from npm")
+        return Response(path.read_bytes(), media_type=_VENDOR[name],
+                        headers={"Cache-Control": f"private, max-age={TILE_MAX_AGE_S}"})
 
     # -- reading ---------------------------------------------------------------------------
     @app.get("/api/workspace")
@@ -362,18 +414,34 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
     @app.get("/api/aois/{aoi}")
     def aoi_content(aoi: AoiName) -> dict[str, Any]:
         with Workspace.open(root) as ws:
-            return aoi_map(ws, stack_view(ws, aoi), aoi)
-
-    @app.get("/api/aois/{aoi}/imagery/{day}.png")
-    def aoi_imagery(aoi: AoiName, day: str,
-                    size: Annotated[int | None, Query(ge=MIN_DATE_PX, le=MAX_DATE_PX)] = None
-                    ) -> Response:
-        with Workspace.open(root) as ws:
             view = stack_view(ws, aoi)
-        t = time_index(view, day)
-        png = images.date_png(view, t, size or view.default_size())
-        return Response(png, media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=300"})
+            record, source = stack_tiles(ws, aoi)
+            return aoi_map(ws, view, aoi, aoi_layers(ws, aoi, record, source))
+
+    @app.get("/api/aois/{aoi}/imagery/{day}/{z}/{x}/{y}.png")
+    def imagery_tile(aoi: AoiName, day: str, z: TileIndex, x: TileIndex,
+                     y: TileIndex) -> Response:
+        with Workspace.open(root) as ws:
+            _, source = stack_tiles(ws, aoi)
+        t = time_index(source.dates, day)
+        try:
+            return tile_response(tiles.imagery_png(source, t, z, x, y))
+        except TileOutside as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @app.get("/api/aois/{aoi}/change/{layer}/{z}/{x}/{y}.png")
+    def change_tile(aoi: AoiName, layer: str, z: TileIndex, x: TileIndex,
+                    y: TileIndex) -> Response:
+        with Workspace.open(root) as ws:
+            record, source = stack_tiles(ws, aoi)
+            layers = aoi_layers(ws, aoi, record, source)
+        if layer not in layers:
+            raise HTTPException(404, f"no change layer {layer!r} for AOI {aoi!r}; it has "
+                                     f"{', '.join(layers) or 'none (run sitewatch detect)'}")
+        try:
+            return tile_response(tiles.change_png(layers[layer], source.grid, z, x, y))
+        except TileOutside as exc:
+            raise HTTPException(404, str(exc)) from exc
 
     @app.get("/api/aois/{aoi}/exports/{fmt}")
     def aoi_export(aoi: AoiName, fmt: str) -> Response:
@@ -404,7 +472,7 @@ def create_app(workspace: str | os.PathLike, *, token: str | None = None,
         with Workspace.open(root) as ws:
             row = site_row(ws, site_id)
             view = stack_view(ws, row["aoi"])
-        t = time_index(view, day)
+        t = time_index(view.dates, day)
         frames = images.site_frames(view, site_id, view.imagery.to_grid(row["geom"]))
         return Response(frames.pngs[t], media_type="image/png",
                         headers={"Cache-Control": "private, max-age=300"})

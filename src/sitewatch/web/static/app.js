@@ -1,29 +1,38 @@
-// sitewatch viewer: map of an AOI in its UTM grid (imagery as one server-rendered PNG per date,
-// overlays as SVG in map metres east and south of the grid's north-west corner), time slider,
-// site panel with automatic findings and analyst records. No third-party code; every text
-// from the workspace goes into the page through textContent, never as HTML.
+// sitewatch viewer: map of an AOI in its stack's UTM grid, drawn by OpenLayers (the global `ol`,
+// with proj4js for the grid's CRS and GeographicLib's `geodesic` for measuring, all three
+// served from the installed package): imagery and change layers as tiles of the server's tile
+// grid, sites, places and borders as vector layers; time slider, two-date comparison (swipe,
+// side by side), cursor readout, geodesic measuring, permalink; site panel with automatic
+// findings and analyst records. Every text from the workspace goes into the page through
+// textContent or OpenLayers' canvas text, never as HTML.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const LABEL_PX = 12;          // label font size on screen, pixels
-const PLACE_RADIUS_PX = 4;
-const SCALE_BAR_PX = 120;     // longest scale bar, pixels
-const ZOOM_STEP = 1.25;
 const TOKEN_KEY = "sitewatch-token";
 const AUTHOR_KEY = "sitewatch-author";
+const OVERZOOM = 3;            // view levels finer than the stack's pixel (each halves it)
+const CHANGE_OPACITY = 0.75;
+const GEOD = geodesic.Geodesic.WGS84;
 
 const state = {
   info: null,        // /api/workspace
   map: null,         // /api/aois/{aoi}
   t: 0,              // index of the date shown
+  b: 0,              // index of the second date (comparison)
+  mode: "single",    // comparison: single, swipe or side
+  layer: "",         // change layer shown ("" for none)
   site: null,        // /api/sites/{id} of the open site
-  view: null,        // {x, y, w, h}: the visible part of the map, metres
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   compare: {before: null, after: null, mode: "side", swipe: 50},
   editing: {},       // kind -> record being edited
   mapRequest: 0,     // guards against late answers after the AOI changed
-  dragEnded: 0,      // when the last drag of the map ended (a drag is not a click on a site)
 };
+
+// The OpenLayers objects of the AOI open: maps a (main) and b (side by side), their shared view,
+// the projection, and the layers by name (each map has its own layer objects over shared
+// sources).
+const ol_ = {a: null, b: null, view: null, projection: null, grid: null, layers: {a: {}, b: {}},
+             sources: {}, draw: null, rendered: {a: false, b: true}};
 
 const $ = (id) => document.getElementById(id);
 
@@ -80,7 +89,10 @@ async function api(path, {method = "GET", body, version} = {}) {
 
 const enc = encodeURIComponent;
 
-// -- address bar: #aoi=...&date=...&site=... (a #token=... is taken and removed) ----------------
+// -- address bar (the permalink) --------------------------------------------------------------
+// #aoi=...&date=...&site=...&x=...&y=...&res=...&mode=...&b=...&layer=...: x, y the view's
+// centre in the grid's CRS (metres), res its resolution (metres per screen pixel), b the second
+// date. A #token=... is taken into this tab's session storage and removed.
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.has("token")) {
@@ -97,15 +109,27 @@ function writeHash() {
   if (state.map) {
     params.set("aoi", state.map.name);
     params.set("date", state.map.dates[state.t].date);
+    if (state.site) params.set("site", state.site.site_id);
+    const centre = ol_.view && ol_.view.getCenter();
+    if (centre) {
+      params.set("x", centre[0].toFixed(1));
+      params.set("y", centre[1].toFixed(1));
+      params.set("res", String(Number(ol_.view.getResolution().toPrecision(6))));
+    }
+    if (state.mode !== "single") {
+      params.set("mode", state.mode);
+      params.set("b", state.map.dates[state.b].date);
+    }
+    if (state.layer) params.set("layer", state.layer);
   }
-  if (state.site) params.set("site", state.site.site_id);
   history.replaceState(null, "", `#${params}`);
+  $("permalink").href = location.href;
 }
 
 // -- start ------------------------------------------------------------------------------------
 async function start() {
   const wanted = readHash();
-  setUpMap();
+  setUpMapTools();
   setUpTimebar();
   setUpToken();
   try {
@@ -129,7 +153,7 @@ async function start() {
   }
   const first = stacked.find((aoi) => aoi.name === wanted.get("aoi")) || stacked[0];
   select.value = first.name;
-  await openAoi(first.name, wanted.get("date"), wanted.get("site"));
+  await openAoi(first.name, wanted.get("aoi") === first.name ? wanted : new URLSearchParams());
 }
 
 function showMode() {
@@ -159,7 +183,7 @@ function setUpToken() {
 }
 
 // -- AOI map ----------------------------------------------------------------------------------
-async function openAoi(name, day = null, siteId = null) {
+async function openAoi(name, wanted = new URLSearchParams()) {
   const request = ++state.mapRequest;
   $("map").dataset.state = "loading";
   $("map-status").textContent = `Loading ${name}…`;
@@ -173,153 +197,225 @@ async function openAoi(name, day = null, siteId = null) {
   if (request !== state.mapRequest) return;
   state.map = map;
   state.site = null;
-  const index = map.dates.findIndex((d) => d.date === day);
-  state.t = index >= 0 ? index : map.dates.length - 1;
+  const index = (day) => map.dates.findIndex((d) => d.date === day);
+  state.t = index(wanted.get("date")) >= 0 ? index(wanted.get("date")) : map.dates.length - 1;
+  state.b = index(wanted.get("b")) >= 0 ? index(wanted.get("b")) : 0;
+  state.mode = ["swipe", "side"].includes(wanted.get("mode")) ? wanted.get("mode") : "single";
+  state.layer = map.change_layers.some((l) => l.name === wanted.get("layer")) ? wanted.get("layer") : "";
   $("map").dataset.aoi = map.name;
-  drawOverlays();
+  buildMaps(map);
   drawSiteTable();
+  fillToolChoices();
   drawLegend();
   $("credit").textContent = map.credit ? `Imagery: ${map.credit}` : "";
   const slider = $("date-slider");
   slider.max = String(map.dates.length - 1);
   slider.value = String(state.t);
-  fitView();
-  showDate();
+  const x = Number(wanted.get("x")), y = Number(wanted.get("y")), res = Number(wanted.get("res"));
+  if (wanted.has("x") && Number.isFinite(x) && Number.isFinite(y) && res > 0) {
+    ol_.view.setCenter([x, y]);
+    ol_.view.setResolution(res);
+  } else {
+    fitView();
+  }
   closeSite();
+  showDate();
+  showCompare();
+  showChangeLayer();
+  const siteId = wanted.get("site");
   if (siteId && map.sites.some((s) => s.site_id === siteId)) await openSite(siteId, false);
 }
 
-function setUpMap() {
-  const box = $("map-svg");
-  box.addEventListener("wheel", (event) => {
-    event.preventDefault();
-    const rect = box.getBoundingClientRect();
-    zoom(event.deltaY > 0 ? ZOOM_STEP : 1 / ZOOM_STEP, event.clientX - rect.left, event.clientY - rect.top);
-  }, {passive: false});
-  let drag = null;
-  box.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0 || !state.view) return;
-    drag = {x: event.clientX, y: event.clientY, view: {...state.view}, moved: false};
-  });
-  box.addEventListener("pointermove", (event) => {
-    if (!drag) return;
-    const dx = event.clientX - drag.x;
-    const dy = event.clientY - drag.y;
-    if (!drag.moved && Math.hypot(dx, dy) < 4) return;
-    if (!drag.moved) {
-      drag.moved = true;
-      box.setPointerCapture(event.pointerId);
-      box.classList.add("dragging");
+function buildMaps(map) {
+  for (const which of ["a", "b"]) if (ol_[which]) ol_[which].setTarget(null);
+  const tiles = map.tiles;
+  const code = `EPSG:${tiles.epsg}`;
+  proj4.defs(code, tiles.proj4);
+  ol.proj.proj4.register(proj4);
+  const projection = ol.proj.get(code);
+  const grid = new ol.tilegrid.TileGrid({origin: tiles.origin, resolutions: tiles.resolutions,
+                                         tileSize: tiles.tile_px, extent: tiles.extent});
+  const finest = tiles.resolutions[tiles.resolutions.length - 1];
+  const resolutions = [2 * tiles.resolutions[0], ...tiles.resolutions];
+  for (let i = 1; i <= OVERZOOM; i++) resolutions.push(finest / 2 ** i);
+  const [w, s, e, n] = tiles.extent;
+  const margin = Math.max(e - w, n - s);
+  const view = new ol.View({projection, resolutions, constrainResolution: true,
+                            extent: [w - margin, s - margin, e + margin, n + margin], constrainOnlyCenter: true});
+  Object.assign(ol_, {view, projection, grid, sources: vectorSources(map), layers: {a: {}, b: {}}});
+  for (const which of ["a", "b"]) {
+    const layers = ol_.layers[which];
+    layers.imagery = new ol.layer.Tile({className: `imagery-${which}`});
+    layers.change = new ol.layer.Tile({className: `change-${which}`, opacity: CHANGE_OPACITY, visible: false});
+    const vector = (name, style, extra = {}) => new ol.layer.Vector({source: ol_.sources[name], style, ...extra});
+    layers.aoi = vector("aoi", aoiStyle);
+    layers.borders = vector("borders", borderStyle, {declutter: false});
+    layers.sites = vector("sites", siteStyle);
+    layers.footprint = vector("footprint", footprintStyle);
+    layers.places = vector("places", placeStyle);
+    const list = [layers.imagery];
+    if (which === "a") {
+      layers.swipe = new ol.layer.Tile({className: "imagery-swipe", visible: false});
+      layers.swipe.on("prerender", clipSwipe);
+      layers.swipe.on("postrender", (event) => event.context.restore());
+      list.push(layers.swipe);
+      layers.measure = vector("measure", measureStyle);
     }
-    const scale = metresPerPixel();
-    setView({...drag.view, x: drag.view.x - dx * scale, y: drag.view.y - dy * scale});
-  });
-  const end = (event) => {
-    if (drag && drag.moved) {
-      box.releasePointerCapture(event.pointerId);
-      box.classList.remove("dragging");
-      state.dragEnded = performance.now();
-    }
-    drag = null;
-  };
-  box.addEventListener("pointerup", end);
-  box.addEventListener("pointercancel", end);
-  box.addEventListener("dblclick", () => fitView());
-  $("zoom-in").addEventListener("click", () => zoomCentre(1 / ZOOM_STEP));
-  $("zoom-out").addEventListener("click", () => zoomCentre(ZOOM_STEP));
-  $("zoom-fit").addEventListener("click", () => fitView());
-  new ResizeObserver(() => { if (state.view) setView(state.view); }).observe(box);
-}
-
-function boxSize() {
-  const rect = $("map-svg").getBoundingClientRect();
-  return {width: Math.max(rect.width, 1), height: Math.max(rect.height, 1)};
-}
-
-function metresPerPixel() {
-  return state.view.w / boxSize().width;
-}
-
-function setView(view) {
-  // Keep the view's shape that of the box, so one metre is as wide as it is high.
-  const {width, height} = boxSize();
-  const h = view.w * height / width;
-  state.view = {x: view.x, y: view.y + (view.h - h) / 2, w: view.w, h};
-  const {x, y, w} = state.view;
-  $("map-svg").setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
-  const scale = metresPerPixel();
-  for (const id of ["layer-borders", "layer-sites", "layer-places"]) {
-    $(id).setAttribute("font-size", LABEL_PX * scale);
-    $(id).setAttribute("stroke-width", 3 * scale);
+    list.push(layers.change, layers.aoi, layers.borders, layers.sites, layers.footprint, layers.places);
+    if (layers.measure) list.push(layers.measure);
+    const olMap = new ol.Map({
+      target: `map-${which}`, layers: list, view,
+      controls: which === "a" ? [new ol.control.Zoom(), new ol.control.ScaleLine({units: "metric"}),
+                                 new ol.control.Attribution({collapsible: false})] : [],
+      interactions: ol.interaction.defaults.defaults({keyboard: false}),
+    });
+    olMap.on("pointermove", (event) => showReadout(event.coordinate));
+    olMap.on("click", (event) => pickSite(olMap, event));
+    olMap.on("pointermove", (event) => {
+      olMap.getTargetElement().classList.toggle("over-site", !event.dragging && olMap.hasFeatureAtPixel(event.pixel, {layerFilter: (l) => l === layers.sites}));
+    });
+    ol_[which] = olMap;
   }
-  for (const dot of document.querySelectorAll(".place circle")) dot.setAttribute("r", PLACE_RADIUS_PX * scale);
-  drawScaleBar(scale);
+  // Ready: each map shown has drawn every tile of its view since the last change.
+  for (const which of ["a", "b"]) {
+    ol_[which].on("rendercomplete", () => {
+      ol_.rendered[which] = true;
+      if (ol_.rendered.a && ol_.rendered.b && state.map === map) {
+        $("map").dataset.state = "ready";
+        $("map").dataset.imageryDate = map.dates[state.t].date;
+        $("map-status").textContent = "";
+      }
+    });
+  }
+  ol_.a.on("movestart", loading);
+  ol_.a.on("moveend", () => {
+    $("map").dataset.moves = String(Number($("map").dataset.moves || 0) + 1);
+    writeHash();
+  });
+  $("map").dataset.tilesLoaded = "0";
+  $("map").dataset.sites = String(map.sites.length);
+}
+
+// The vector sources of an AOI's map: features in the grid's CRS, as the server gives them.
+function vectorSources(map) {
+  const format = new ol.format.GeoJSON();
+  const feature = (geometry, properties) => new ol.Feature({geometry: format.readGeometry(geometry), ...properties});
+  const point = (x, y, properties) => new ol.Feature({geometry: new ol.geom.Point([x, y]), ...properties});
+  const borders = [];
+  for (const border of map.borders) {
+    borders.push(feature(border.geometry, {name: border.name, role: "line"}));
+    for (const side of border.sides) borders.push(point(side.x, side.y, {name: side.name, role: "side"}));
+  }
+  return {
+    aoi: new ol.source.Vector({features: map.outline.map((g) => feature(g, {}))}),
+    borders: new ol.source.Vector({features: borders}),
+    sites: new ol.source.Vector({features: map.sites.map((s) => {
+      const f = feature(s.geometry, {site_id: s.site_id, colour: s.colour, label: siteNumber(s.site_id)});
+      f.setId(s.site_id);
+      return f;
+    })}),
+    footprint: new ol.source.Vector(),
+    places: new ol.source.Vector({features: map.places.map((p) => point(p.x, p.y, {name: p.name, kind: p.kind}))}),
+    measure: new ol.source.Vector(),
+  };
+}
+
+// The map changed (view, date, layers): not ready until the maps shown have drawn it.
+function loading() {
+  $("map").dataset.state = "loading";
+  ol_.rendered = {a: false, b: state.mode !== "side"};
+  ol_.a.render();
+  if (state.mode === "side") ol_.b.render();
+}
+
+function tileSource(path, version) {
+  const source = new ol.source.TileImage({
+    projection: ol_.projection, tileGrid: ol_.grid, interpolate: false, transition: 0,
+    tileUrlFunction: ([z, x, y]) => `${path}/${z}/${x}/${y}.png?v=${version}`,
+    attributions: state.map.credit || undefined,
+  });
+  source.on("tileloadend", () => {
+    $("map").dataset.tilesLoaded = String(Number($("map").dataset.tilesLoaded) + 1);
+  });
+  source.on("tileloaderror", () => { $("map-status").textContent = "Some tiles could not be loaded"; });
+  return source;
+}
+
+function imagerySource(t) {
+  const key = `imagery-${t}`;
+  if (!ol_.sources[key]) ol_.sources[key] = tileSource(`/api/aois/${enc(state.map.name)}/imagery/${state.map.dates[t].date}`, state.map.tiles.version);
+  return ol_.sources[key];
+}
+
+function changeSource(name) {
+  const key = `change-${name}`;
+  const version = state.map.change_layers.find((l) => l.name === name).version;
+  if (!ol_.sources[key]) ol_.sources[key] = tileSource(`/api/aois/${enc(state.map.name)}/change/${enc(name)}`, version);
+  return ol_.sources[key];
+}
+
+// -- styles -----------------------------------------------------------------------------------
+const HALO = new ol.style.Stroke({color: "rgba(0, 0, 0, 0.75)", width: 3});
+
+function label(text, options = {}) {
+  return new ol.style.Text({text, font: "600 12px system-ui, sans-serif", fill: new ol.style.Fill({color: "#fff"}),
+                            stroke: HALO, overflow: true, ...options});
+}
+
+function aoiStyle() {
+  return new ol.style.Style({stroke: new ol.style.Stroke({color: "#fff", width: 1.5, lineDash: [6, 4]})});
+}
+
+function borderStyle(feature) {
+  if (feature.get("role") === "side") {
+    return new ol.style.Style({text: label(feature.get("name"), {font: "italic 12px system-ui, sans-serif",
+                                                                 fill: new ol.style.Fill({color: "#ffd9d9"})})});
+  }
+  return [new ol.style.Style({stroke: new ol.style.Stroke({color: "rgba(255, 255, 255, 0.8)", width: 4})}),
+          new ol.style.Style({stroke: new ol.style.Stroke({color: "#a30000", width: 2.2, lineDash: [8, 3]})})];
+}
+
+function siteStyle(feature) {
+  const selected = state.site && state.site.site_id === feature.get("site_id");
+  const colour = feature.get("colour");
+  const fill = ol.color.asArray(colour).slice(0, 3).concat(selected ? 0.08 : 0.2);
+  return new ol.style.Style({
+    stroke: new ol.style.Stroke({color: colour, width: selected ? 3.5 : 2}),
+    fill: new ol.style.Fill({color: fill}),
+    text: label(feature.get("label")),
+  });
+}
+
+function footprintStyle() {
+  return new ol.style.Style({stroke: new ol.style.Stroke({color: "#fff", width: 2, lineDash: [4, 3]})});
+}
+
+function placeStyle(feature) {
+  return new ol.style.Style({
+    image: new ol.style.Circle({radius: 4, fill: new ol.style.Fill({color: "#fff"}),
+                                stroke: new ol.style.Stroke({color: "#000", width: 1.5})}),
+    text: label(feature.get("name"), {textAlign: "left", offsetX: 8, offsetY: -8, font: "12px system-ui, sans-serif"}),
+  });
+}
+
+function measureStyle() {
+  return new ol.style.Style({
+    stroke: new ol.style.Stroke({color: "#ffcc00", width: 2.5}),
+    fill: new ol.style.Fill({color: "rgba(255, 204, 0, 0.15)"}),
+    image: new ol.style.Circle({radius: 4, fill: new ol.style.Fill({color: "#ffcc00"})}),
+  });
 }
 
 function fitView(bounds = null) {
-  const [w0, h0] = state.map.size_m;
-  const [x0, y0, x1, y1] = bounds || [0, 0, w0, h0];
-  const {width, height} = boxSize();
-  const margin = 1.04;
-  const w = Math.max((x1 - x0) * margin, (y1 - y0) * margin * width / height);
-  const h = w * height / width;
-  setView({x: (x0 + x1) / 2 - w / 2, y: (y0 + y1) / 2 - h / 2, w, h});
+  const [w, s, e, n] = bounds || state.map.tiles.extent;
+  ol_.view.fit([w, s, e, n], {size: ol_.a.getSize(), padding: [20, 20, 20, 20], nearest: false});
 }
 
-function zoom(factor, px, py) {
-  const {width, height} = boxSize();
-  const v = state.view;
-  const mx = v.x + px / width * v.w;
-  const my = v.y + py / height * v.h;
-  const w = Math.min(Math.max(v.w * factor, 20), 4 * Math.max(...state.map.size_m));
-  const h = v.h * w / v.w;
-  setView({x: mx - px / width * w, y: my - py / height * h, w, h});
-}
-
-function zoomCentre(factor) {
-  const {width, height} = boxSize();
-  zoom(factor, width / 2, height / 2);
-}
-
-function drawScaleBar(scale) {
-  const most = SCALE_BAR_PX * scale;
-  const power = 10 ** Math.floor(Math.log10(most));
-  const length = [5, 2, 1].map((m) => m * power).find((v) => v <= most);
-  $("scale-bar-line").style.width = `${length / scale}px`;
-  $("scale-bar-label").textContent = length >= 1000 ? `${length / 1000} km` : `${length} m`;
-}
-
-function drawOverlays() {
-  const map = state.map;
-  const aoi = $("layer-aoi");
-  aoi.replaceChildren(...map.outline.map((d) => svg("path", {d, class: "aoi-outline", "vector-effect": "non-scaling-stroke"})));
-  const borders = $("layer-borders");
-  borders.replaceChildren();
-  for (const border of map.borders) {
-    borders.append(svg("path", {d: border.path, class: "border-halo", "vector-effect": "non-scaling-stroke"}),
-      svg("path", {d: border.path, class: "border-line", "vector-effect": "non-scaling-stroke"},
-        svg("title", {text: border.name})));
-    for (const side of border.sides) {
-      borders.append(svg("text", {x: side.x, y: side.y, class: "border-side", "text-anchor": "middle", text: side.name}));
-    }
-  }
-  const sites = $("layer-sites");
-  sites.replaceChildren();
-  for (const site of map.sites) {
-    const group = svg("g", {class: "site", "data-site-id": site.site_id, onclick: () => { if (performance.now() - state.dragEnded > 300) openSite(site.site_id, false); }},
-      svg("path", {d: site.path, stroke: site.colour, fill: site.colour, "vector-effect": "non-scaling-stroke"}),
-      svg("text", {x: site.label[0], y: site.label[1], "text-anchor": "middle", "dominant-baseline": "central", text: siteNumber(site.site_id)}),
-      svg("title", {text: `${site.site_id}: ${site.change_words}, ${site.status.replaceAll("_", " ")}`}));
-    sites.append(group);
-  }
-  const places = $("layer-places");
-  places.replaceChildren();
-  for (const place of map.places) {
-    places.append(svg("g", {class: "place"},
-      svg("circle", {cx: place.x, cy: place.y, r: 1, "vector-effect": "non-scaling-stroke"}),
-      svg("text", {x: place.x, y: place.y, dx: "0.6em", dy: "-0.5em", text: place.name}),
-      svg("title", {text: `${place.name} (${place.kind})`})));
-  }
+function pickSite(olMap, event) {
+  if (ol_.draw) return;
+  const layer = olMap === ol_.a ? ol_.layers.a.sites : ol_.layers.b.sites;
+  const feature = olMap.forEachFeatureAtPixel(event.pixel, (f) => f, {layerFilter: (l) => l === layer});
+  if (feature) openSite(feature.get("site_id"), false);
 }
 
 function siteNumber(siteId) {
@@ -337,6 +433,21 @@ function drawLegend() {
     legend.append(el("span", {}, swatch, words));
   }
   legend.append(el("span", {text: "dashed white: AOI · dashed red: border · \u2601 cloudy date"}));
+  const shown = state.map.change_layers.find((l) => l.name === state.layer);
+  if (!shown) return;
+  const box = el("span", {class: "change-legend", "data-layer": shown.name}, el("strong", {text: `${shown.legend.title}:`}));
+  if (shown.legend.ramp) {
+    const ramp = el("span", {class: "ramp"});
+    ramp.style.background = `linear-gradient(to right, ${shown.legend.ramp.join(", ")})`;
+    box.append(el("span", {text: shown.legend.labels[0]}), ramp, el("span", {text: shown.legend.labels[1]}));
+  } else {
+    for (const item of shown.legend.classes) {
+      const swatch = el("span", {class: "swatch filled"});
+      swatch.style.background = item.colour;
+      box.append(el("span", {}, swatch, item.label));
+    }
+  }
+  legend.append(box);
 }
 
 function drawSiteTable() {
@@ -360,6 +471,165 @@ function formatArea(m2) {
   return m2 >= 10000 ? `${(m2 / 10000).toFixed(1)} ha` : `${Math.round(m2)} m²`;
 }
 
+// -- tools: comparison, change layer, readout, measuring ---------------------------------------
+function setUpMapTools() {
+  $("zoom-fit").addEventListener("click", () => fitView());
+  $("compare-mode").addEventListener("change", () => { state.mode = $("compare-mode").value; showCompare(); });
+  $("date-b").addEventListener("change", () => { state.b = Number($("date-b").value); showCompare(); });
+  $("swipe").addEventListener("input", () => { loading(); showCompareLabel(); });
+  $("change-layer").addEventListener("change", () => { state.layer = $("change-layer").value; showChangeLayer(); });
+  $("measure-line").addEventListener("click", () => startMeasure("LineString"));
+  $("measure-area").addEventListener("click", () => startMeasure("Polygon"));
+  $("measure-clear").addEventListener("click", () => {
+    stopMeasure();
+    ol_.sources.measure.clear();
+    $("measure-output").textContent = "";
+    for (const key of Object.keys($("measure-output").dataset)) delete $("measure-output").dataset[key];
+  });
+  new ResizeObserver(() => { for (const m of [ol_.a, ol_.b]) if (m) m.updateSize(); }).observe($("maps"));
+}
+
+function fillToolChoices() {
+  const dates = $("date-b");
+  dates.replaceChildren(...state.map.dates.map((d, i) => el("option", {value: String(i), text: d.date + (d.cloudy ? " \u2601" : "")})));
+  dates.value = String(state.b);
+  $("compare-mode").value = state.mode;
+  const layers = $("change-layer");
+  layers.replaceChildren(el("option", {value: "", text: "none"}),
+    ...state.map.change_layers.map((l) => el("option", {value: l.name, text: l.legend.title})));
+  layers.value = state.layer;
+  layers.disabled = !state.map.change_layers.length;
+}
+
+function showCompare() {
+  const {a, b} = ol_.layers;
+  const second = imagerySource(state.b);
+  const side = state.mode === "side";
+  a.swipe.setSource(second);
+  a.swipe.setVisible(state.mode === "swipe");
+  b.imagery.setSource(second);
+  $("map-b").hidden = !side;
+  $("maps").classList.toggle("side", side);
+  $("swipe").hidden = state.mode !== "swipe";
+  $("date-b").disabled = state.mode === "single";
+  $("map").dataset.compare = state.mode;
+  ol_.a.updateSize();
+  ol_.b.updateSize();
+  loading();
+  showCompareLabel();
+  writeHash();
+}
+
+function showCompareLabel() {
+  const box = $("compare-label");
+  const a = state.map.dates[state.t].date, b = state.map.dates[state.b].date;
+  box.hidden = state.mode === "single";
+  box.textContent = state.mode === "swipe" ? `left: ${a} · right of the line: ${b}` : `left: ${a} · right: ${b}`;
+}
+
+// Clip the second date's layer to the right of the swipe line.
+function clipSwipe(event) {
+  const context = event.context;
+  const [width, height] = ol_.a.getSize();
+  const x = width * Number($("swipe").value) / 100;
+  const tl = ol.render.getRenderPixel(event, [x, 0]);
+  const tr = ol.render.getRenderPixel(event, [width, 0]);
+  const bl = ol.render.getRenderPixel(event, [x, height]);
+  const br = ol.render.getRenderPixel(event, [width, height]);
+  context.save();
+  context.beginPath();
+  context.moveTo(tl[0], tl[1]);
+  context.lineTo(bl[0], bl[1]);
+  context.lineTo(br[0], br[1]);
+  context.lineTo(tr[0], tr[1]);
+  context.closePath();
+  context.clip();
+}
+
+function showChangeLayer() {
+  for (const which of ["a", "b"]) {
+    const layer = ol_.layers[which].change;
+    if (state.layer) layer.setSource(changeSource(state.layer));
+    layer.setVisible(Boolean(state.layer));
+  }
+  loading();
+  $("map").dataset.changeLayer = state.layer;
+  drawLegend();
+  writeHash();
+}
+
+// The cursor's position: latitude/longitude (WGS 84), the grid's UTM coordinates and MGRS.
+function showReadout(coordinate) {
+  const [lon, lat] = ol.proj.toLonLat(coordinate, ol_.projection);
+  const epsg = state.map.tiles.epsg;
+  const zone = epsg % 100;
+  const utm = (epsg >= 32601 && epsg <= 32660) || (epsg >= 32701 && epsg <= 32760)
+    ? `UTM ${zone}${epsg < 32700 ? "N" : "S"} ${coordinate[0].toFixed(1)} E ${coordinate[1].toFixed(1)} N`
+    : `EPSG:${epsg} ${coordinate[0].toFixed(1)} ${coordinate[1].toFixed(1)}`;
+  let grid = "";
+  try { grid = proj4.mgrs.forward([lon, lat], 5); } catch { grid = "outside MGRS"; }
+  const latText = `${Math.abs(lat).toFixed(6)}° ${lat >= 0 ? "N" : "S"}`;
+  const lonText = `${Math.abs(lon).toFixed(6)}° ${lon >= 0 ? "E" : "W"}`;
+  const box = $("readout");
+  box.replaceChildren(el("span", {class: "lonlat", text: `${latText} ${lonText}`}),
+    el("span", {class: "utm", text: utm}), el("span", {class: "mgrs", text: `MGRS ${grid}`}));
+  Object.assign(box.dataset, {lat: lat.toFixed(7), lon: lon.toFixed(7), x: coordinate[0].toFixed(2),
+                              y: coordinate[1].toFixed(2), mgrs: grid});
+}
+
+function startMeasure(type) {
+  stopMeasure();
+  const draw = new ol.interaction.Draw({source: ol_.sources.measure, type, style: measureStyle()});
+  draw.on("drawstart", (event) => {
+    event.feature.getGeometry().on("change", (e) => showMeasure(e.target, false));
+  });
+  draw.on("drawend", (event) => { showMeasure(event.feature.getGeometry(), true); setTimeout(stopMeasure, 0); });
+  ol_.a.addInteraction(draw);
+  ol_.draw = draw;
+  $("map").dataset.measuring = type;
+  $("measure-output").textContent = type === "Polygon" ? "Click the corners; double-click or Enter to finish." : "Click points; double-click or Enter to finish.";
+}
+
+function stopMeasure() {
+  if (!ol_.draw) return;
+  ol_.a.removeInteraction(ol_.draw);
+  ol_.draw = null;
+  delete $("map").dataset.measuring;
+}
+
+// Geodesic length, bearing and area on the WGS 84 ellipsoid (GeographicLib, as PROJ and
+// pyproj.Geod compute them) of a measured line or polygon in the grid's CRS.
+function showMeasure(geometry, done) {
+  const ring = geometry.getType() === "Polygon" ? geometry.getCoordinates()[0] : geometry.getCoordinates();
+  const points = ring.map((c) => ol.proj.toLonLat(c, ol_.projection));
+  const box = $("measure-output");
+  const data = {vertices: JSON.stringify(ring.map((c) => [c[0], c[1]])), done: done ? "yes" : ""};
+  if (geometry.getType() === "Polygon") {
+    const polygon = GEOD.Polygon(false);
+    for (const [lon, lat] of points.slice(0, -1)) polygon.AddPoint(lat, lon);
+    const result = polygon.Compute(false, true);
+    const area = Math.abs(result.area);
+    Object.assign(data, {areaM2: area.toFixed(2), perimeterM: result.perimeter.toFixed(3)});
+    box.textContent = `Area ${formatNumber(area)} m² (${(area / 10000).toFixed(3)} ha), perimeter ${formatNumber(result.perimeter)} m`;
+  } else {
+    let length = 0;
+    for (let i = 1; i < points.length; i++) {
+      length += GEOD.Inverse(points[i - 1][1], points[i - 1][0], points[i][1], points[i][0]).s12;
+    }
+    const first = points[0], last = points[points.length - 1];
+    const line = GEOD.Inverse(first[1], first[0], last[1], last[0]);
+    const bearing = (line.azi1 + 360) % 360;
+    Object.assign(data, {lengthM: length.toFixed(3), bearingDeg: bearing.toFixed(6)});
+    box.textContent = `Distance ${formatNumber(length)} m, bearing ${bearing.toFixed(1)}° (true north, first to last point)`;
+  }
+  for (const key of Object.keys(box.dataset)) delete box.dataset[key];
+  Object.assign(box.dataset, data);
+}
+
+function formatNumber(value) {
+  return value.toLocaleString("en", {maximumFractionDigits: 1, minimumFractionDigits: 1});
+}
+
 // -- time -------------------------------------------------------------------------------------
 function setUpTimebar() {
   const slider = $("date-slider");
@@ -367,9 +637,18 @@ function setUpTimebar() {
   $("date-prev").addEventListener("click", () => setDate(state.t - 1));
   $("date-next").addEventListener("click", () => setDate(state.t + 1));
   document.addEventListener("keydown", (event) => {
-    if (!state.map || event.target.closest("input, textarea, select")) return;
+    if (!state.map) return;
+    if (ol_.draw && (event.key === "Enter" || event.key === "Escape")) {
+      if (event.key === "Enter") ol_.draw.finishDrawing();
+      else { ol_.draw.abortDrawing(); stopMeasure(); }
+      return;
+    }
+    if (event.target.closest("input:not([type=range]), textarea, select")) return;
+    if (event.target === slider) return;  // the slider steps itself
     if (event.key === "ArrowLeft") setDate(state.t - 1);
     else if (event.key === "ArrowRight") setDate(state.t + 1);
+    else if (event.key === "Home") setDate(0);
+    else if (event.key === "End") setDate(state.map.dates.length - 1);
     else if (event.key === "Escape" && state.site) closeSite();
   });
 }
@@ -388,32 +667,13 @@ function showDate() {
   $("date-label").textContent = `${date.date} · ${state.t + 1} of ${map.dates.length}${cloud}`;
   drawTicks();
   drawFootprint();
-  loadImagery(map, date.date);
+  $("map-status").textContent = `Loading imagery of ${date.date}…`;
+  ol_.layers.a.imagery.setSource(imagerySource(state.t));
+  ol_.layers.b.imagery.setSource(imagerySource(state.b));
+  loading();
+  if (state.mode !== "single") showCompareLabel();
   if (state.site) drawTimeline();
   writeHash();
-}
-
-function loadImagery(map, day) {
-  const layer = $("layer-imagery");
-  const url = `/api/aois/${enc(map.name)}/imagery/${day}.png?size=${map.image.size}`;
-  const mark = `imagery-start ${map.name} ${day}`;
-  performance.mark(mark);
-  $("map").dataset.state = "loading";
-  $("map-status").textContent = `Loading imagery of ${day}…`;
-  const image = svg("image", {href: url, x: 0, y: 0, width: map.image.width_m, height: map.image.height_m, preserveAspectRatio: "none"});
-  image.addEventListener("load", () => {
-    if (state.map !== map || map.dates[state.t].date !== day) { image.remove(); return; }
-    performance.measure(`imagery ${map.name} ${day}`, mark);
-    for (const old of [...layer.children]) if (old !== image) old.remove();
-    $("map").dataset.imageryDate = day;
-    $("map").dataset.state = "ready";
-    $("map-status").textContent = "";
-  });
-  image.addEventListener("error", () => {
-    image.remove();
-    $("map-status").textContent = `No imagery for ${day}`;
-  });
-  layer.append(image);
 }
 
 function drawTicks() {
@@ -442,12 +702,11 @@ function drawTicks() {
 }
 
 function drawFootprint() {
-  const layer = $("layer-footprint");
-  layer.replaceChildren();
+  const source = ol_.sources.footprint;
+  source.clear();
   if (!state.site) return;
-  const d = state.site.automatic.footprints[state.t];
-  if (d) layer.append(svg("path", {d, class: "footprint", "vector-effect": "non-scaling-stroke"},
-    svg("title", {text: `${state.site.site_id} on ${state.map.dates[state.t].date}`})));
+  const geometry = state.site.automatic.footprints[state.t];
+  if (geometry) source.addFeature(new ol.Feature({geometry: new ol.format.GeoJSON().readGeometry(geometry)}));
 }
 
 // -- site panel -------------------------------------------------------------------------------
@@ -467,9 +726,8 @@ async function openSite(siteId, zoomTo) {
     state.compare.after = site.frames.after;
     state.editing = {};
   }
-  for (const group of document.querySelectorAll("#layer-sites .site")) {
-    group.classList.toggle("selected", group.dataset.siteId === siteId);
-  }
+  ol_.sources.sites.changed();  // restyle: the selected site stands out
+  $("map").dataset.selectedSite = siteId;
   if (zoomTo) {
     const [x0, y0, x1, y1] = state.map.sites.find((s) => s.site_id === siteId).bounds;
     const pad = Math.max(x1 - x0, y1 - y0, 100) * 2;
@@ -485,7 +743,8 @@ async function openSite(siteId, zoomTo) {
 
 function closeSite() {
   state.site = null;
-  for (const group of document.querySelectorAll("#layer-sites .site.selected")) group.classList.remove("selected");
+  if (ol_.sources.sites) ol_.sources.sites.changed();
+  delete $("map").dataset.selectedSite;
   $("site-detail").hidden = true;
   $("site-detail").replaceChildren();
   $("site-list").hidden = false;
@@ -619,11 +878,21 @@ function frameImage(date) {
 
 function frameOverlay(date) {
   const f = state.site.frames;
-  const overlay = svg("svg", {viewBox: `${f.x} ${f.y} ${f.width} ${f.height}`, preserveAspectRatio: "none"});
+  const overlay = svg("svg", {viewBox: `0 0 ${f.width} ${f.height}`, preserveAspectRatio: "none"});
   const i = state.map.dates.findIndex((d) => d.date === date);
-  const d = state.site.automatic.footprints[i];
-  if (d) overlay.append(svg("path", {d, fill: "none", stroke: state.site.colour, "stroke-width": 2, "stroke-dasharray": "5 3", "vector-effect": "non-scaling-stroke"}));
+  const footprint = state.site.automatic.footprints[i];
+  if (footprint) {
+    const d = svgPath(footprint, f.west, f.north);
+    overlay.append(svg("path", {d, fill: "none", stroke: state.site.colour, "stroke-width": 2, "stroke-dasharray": "5 3", "vector-effect": "non-scaling-stroke"}));
+  }
   return overlay;
+}
+
+// SVG path data of a GeoJSON (multi)polygon in the grid's CRS, in metres east and south of
+// (west, north): the frame's own coordinates.
+function svgPath(geometry, west, north) {
+  const polygons = geometry.type === "MultiPolygon" ? geometry.coordinates : [geometry.coordinates];
+  return polygons.flat().map((ring) => "M" + ring.slice(0, -1).map(([x, y]) => `${(x - west).toFixed(1)} ${(north - y).toFixed(1)}`).join("L") + "Z").join("");
 }
 
 function frameFigure(date, which) {
