@@ -10,8 +10,9 @@ Tile grid
 
 Imagery
     True colour (the bands of :func:`sitewatch.report.figures.true_colour_bands`), each band
-    stretched linearly between its 2nd and 98th percentile over the date's clear pixels, the
-    same stretch for every tile of a date; no data transparent. A tile pixel is the mean of the
+    stretched linearly between its 2nd and 98th percentile over the date's clear pixels (one
+    full-resolution pixel per overview block), the same stretch for every tile of a date; no
+    data transparent. A tile pixel is the mean of the
     valid stack pixels it covers. Tiles at most :data:`DIRECT_MAX` stack pixels per tile pixel
     read their window of the Zarr stack (one to four 512 px chunks, since the tile grid and the
     chunk grid share their origin); coarser tiles read the date's overview, built on the first
@@ -158,7 +159,7 @@ class Stretch:
 class Overview:
     """A date of the stack in blocks of :data:`OVERVIEW_FACTOR` pixels: per block the sums of
     the valid pixels' reflectance (3, rows, cols) and their count (rows, cols, uint8: at most
-    64); and the date's stretch (from the blocks whose pixels are all clear)."""
+    64); and the date's stretch (from one clear full-resolution pixel per block)."""
 
     sums: np.ndarray
     counts: np.ndarray
@@ -252,20 +253,24 @@ class StackTiles:
 
         def strip(row: int):
             sums, counts, clear = self._read_sums(t, row, 0, CHUNK, width)
-            return _block_sum(sums, k), _block_sum(counts, k), _block_sum(clear, k)
+            # one full-resolution pixel per block, where clear: the stretch is the one of the
+            # pixels themselves (as the report's frames), not of block means, whose narrower
+            # spread would saturate the imagery's texture once zoomed in
+            picked = clear[::k, ::k] > 0
+            pixels = sums[:, ::k, ::k][:, picked]
+            return _block_sum(sums, k), _block_sum(counts, k), _block_sum(clear, k), pixels
 
         with ThreadPoolExecutor(OVERVIEW_THREADS) as pool:
             parts = list(pool.map(strip, range(0, g.height, CHUNK)))
         rows = math.ceil(g.height / k)
         sums = np.concatenate([p[0] for p in parts], axis=1)[:, :rows]
         counts = np.concatenate([p[1] for p in parts])[:rows]
-        clear = np.concatenate([p[2] for p in parts])[:rows]
-        mean = sums / np.maximum(counts, 1)
-        sample = (clear == k * k)
-        if not sample.any():
-            sample = counts > 0
-        if sample.any():
-            low, high = np.percentile(mean[:, sample], STRETCH_PERCENTILES, axis=1)
+        pixels = np.concatenate([p[3] for p in parts], axis=1)
+        if pixels.shape[1]:
+            low, high = np.percentile(pixels, STRETCH_PERCENTILES, axis=1)
+        elif (counts > 0).any():  # no clear pixel: the valid blocks
+            low, high = np.percentile((sums / np.maximum(counts, 1))[:, counts > 0],
+                                      STRETCH_PERCENTILES, axis=1)
         else:
             low, high = np.zeros(3), np.ones(3)
         return Overview(sums, counts.astype(np.uint8), Stretch(np.asarray(low, np.float32),
