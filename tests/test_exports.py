@@ -169,8 +169,13 @@ def test_geopackage_layers_crs_counts_and_attributes(exported):
     _, _, geometry, _ = pyogrio.raw.read(path, layer="sites")
     assert shapely.from_wkb(geometry[0]).equals(FOOTPRINT_A)
     observations = _read_layer(path, "observations")
-    assert "2019-04-15" not in observations["observed"]  # no footprint: left out
-    assert observations["observed"][:3] == ["2019-05-15", "2019-06-15", "2019-07-15"]
+    observed = [str(day) for day in observations["observed"]]
+    assert "2019-04-15" not in observed  # no footprint: left out
+    assert observed[:3] == ["2019-05-15", "2019-06-15", "2019-07-15"]
+    info = pyogrio.read_info(path, layer="observations")  # a date field QGIS reads as one
+    assert dict(zip(info["fields"], info["dtypes"], strict=True))["observed"] == "datetime64[D]"
+    for layer in ("sites", "observations", "places", "borders", "events"):
+        assert pyogrio.read_info(path, layer=layer)["capabilities"]["fast_spatial_filter"]
     assessments = _read_layer(path, "assessments")
     assert assessments["origin"] == ["analyst"]
     assert assessments["probability_low"] == [0.55]

@@ -138,27 +138,94 @@ def test_a_workspace_that_cannot_be_created_leaves_no_empty_folders(tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_schema_1_workspace_is_migrated_without_losing_records(tmp_path):
-    """Schema 2 added the alerts table and widened the scenes' footprints to any geometry
-    (MultiPolygons at the antimeridian): an older workspace gets both on opening."""
-    with Workspace.open(tmp_path / "ws", create=True) as ws:
-        with ws.transaction() as txn:
-            txn.insert("notes", {"subject": "s", "text": "kept", "created_at": "2020-01-01"})
-    conn = sqlite3.connect(tmp_path / "ws" / "sitewatch.gpkg")
-    conn.execute("DROP TABLE alerts")
-    conn.execute("DELETE FROM gpkg_contents WHERE table_name = 'alerts'")
-    conn.execute("UPDATE sitewatch_meta SET value = '1' WHERE key = 'schema_version'")
+def _as_schema_2(gpkg) -> None:
+    """Turn a new workspace GeoPackage into what sitewatch wrote at schema 2: no spatial index,
+    no ``gpkg_extensions``, dates declared TEXT, sites and observations declared POLYGON, and
+    empty geometries flagged 0x21."""
+    conn = sqlite3.connect(gpkg)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                ).fetchall():
+        conn.execute(f'DROP TRIGGER "{name}"')
+    for layer in LAYERS:
+        if layer.geometry_type is not None:
+            conn.execute(f'DROP TABLE "rtree_{layer.name}_geom"')
+    conn.execute("DROP TABLE gpkg_extensions")
+    for layer in LAYERS:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?",
+                              (layer.name,)).fetchone()
+        conn.execute(f'ALTER TABLE "{layer.name}" RENAME TO old')
+        conn.execute(sql.replace(" DATETIME", " TEXT").replace(" DATE", " TEXT"))
+        conn.execute(f'INSERT INTO "{layer.name}" SELECT * FROM old')
+        conn.execute("DROP TABLE old")
     conn.execute("UPDATE gpkg_geometry_columns SET geometry_type_name = 'POLYGON' "
-                 "WHERE table_name = 'scenes'")
+                 "WHERE table_name IN ('sites', 'observations')")
+    conn.execute("UPDATE aois SET geom = ? WHERE name = 'empty'",
+                 (b"GP\x00\x21" + geopackage.encode(shapely.Polygon())[4:],))
+    conn.execute("UPDATE sitewatch_meta SET value = '2' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
+
+
+def test_a_schema_2_workspace_is_migrated_without_losing_records(tmp_path):
+    """Schema 3 declared the dates DATE / DATETIME, gave every feature layer an R-tree index,
+    fixed the empty-geometry flag and widened the sites' and observations' geometry type."""
+    with Workspace.open(tmp_path / "ws", create=True) as ws:
+        with ws.transaction() as txn:
+            txn.insert("notes", {"subject": "s", "text": "kept",
+                                 "created_at": "2020-01-01T10:00:00.000Z"})
+            for name, geom in (("a", shapely.box(40.0, 34.0, 40.1, 34.1)),
+                               ("empty", shapely.Polygon())):
+                txn.insert("aois", {"geom": geom, "name": name,
+                                    "created_at": "2020-01-01T10:00:00.000Z"})
+    gpkg = tmp_path / "ws" / "sitewatch.gpkg"
+    _as_schema_2(gpkg)
     with Workspace.open(tmp_path / "ws") as ws:
-        assert ws.rows("alerts") == []
         assert [row["text"] for row in ws.rows("notes")] == ["kept"]
-    conn = sqlite3.connect(tmp_path / "ws" / "sitewatch.gpkg")
+        assert [row["name"] for row in ws.rows("aois")] == ["a", "empty"]
+        with ws.transaction() as txn:  # the triggers work on a migrated workspace
+            txn.insert("aois", {"geom": shapely.box(41.0, 35.0, 41.1, 35.1), "name": "b",
+                                "created_at": "2020-01-02T10:00:00.000Z"})
+    conn = sqlite3.connect(gpkg)
     version = conn.execute("SELECT value FROM sitewatch_meta WHERE key = 'schema_version'")
     assert version.fetchone()[0] == str(SCHEMA_VERSION)
-    retyped = conn.execute("SELECT geometry_type_name FROM gpkg_geometry_columns "
-                           "WHERE table_name = 'scenes'")
-    assert retyped.fetchone()[0] == "GEOMETRY"
+    types = dict(conn.execute("SELECT table_name, geometry_type_name FROM "
+                              "gpkg_geometry_columns").fetchall())
+    assert types["scenes"] == types["sites"] == types["observations"] == "GEOMETRY"
+    declared = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(notes)")}
+    assert declared["created_at"] == "DATETIME"
+    assert conn.execute("SELECT count(*) FROM rtree_aois_geom").fetchone()[0] == 2
+    (blob,) = conn.execute("SELECT geom FROM aois WHERE name = 'empty'").fetchone()
+    assert blob[3] == 0x11
     conn.close()
+    info = pyogrio.read_info(gpkg, layer="aois")
+    assert info["capabilities"]["fast_spatial_filter"]
+    dtypes = dict(zip(info["fields"], info["dtypes"], strict=True))
+    assert dtypes["created_at"].startswith("datetime64")
+
+
+def test_every_layer_has_a_spatial_index_and_typed_dates_that_gdal_uses(tmp_path):
+    """GeoPackage R-tree extension (annex F.3) on every feature layer, kept current by its
+    triggers; DATE / DATETIME columns read as dates."""
+    with Workspace.open(tmp_path / "ws", create=True) as ws:
+        with ws.transaction() as txn:
+            for i, lon in enumerate((40.0, 41.0, 42.0)):
+                txn.insert("places", {"geom": shapely.Point(lon, 34.0), "name": f"p{i}",
+                                      "kind": "town"})
+            parts = [shapely.box(40.0, 34.0, 40.01, 34.01), shapely.box(40.02, 34.0, 40.03, 34.01)]
+            txn.insert("sites", {"geom": shapely.MultiPolygon(parts), "site_id": "s-1",
+                                 "first_seen": "2019-01-15"})
+        with ws.transaction() as txn:
+            txn.delete("places", "name = ?", ("p1",))
+    gpkg = tmp_path / "ws" / "sitewatch.gpkg"
+    for layer in LAYERS:
+        if layer.geometry_type is not None:
+            info = pyogrio.read_info(gpkg, layer=layer.name)
+            assert info["capabilities"]["fast_spatial_filter"], layer.name
+    conn = sqlite3.connect(gpkg)
+    indexed = conn.execute("SELECT id FROM rtree_places_geom ORDER BY id").fetchall()
+    assert indexed == [(1,), (3,)]
+    conn.close()
+    names = pyogrio.raw.read(gpkg, layer="places", bbox=(41.5, 33.0, 42.5, 35.0))[3][0]
+    assert list(names) == ["p2"]
+    info = pyogrio.read_info(gpkg, layer="sites")
+    assert dict(zip(info["fields"], info["dtypes"], strict=True))["first_seen"] == "datetime64[D]"

@@ -82,7 +82,7 @@ EXPORT_ALL_NAMES = {"geojson": "sites.geojson", "gpkg": "sitewatch-export.gpkg",
 #: the GeoPackage ``sites`` layer and the CSV columns have them.
 SITE_FIELDS: tuple[tuple[str, str], ...] = (
     ("site_id", "text"), ("aoi", "text"), ("origin", "text"), ("change_type", "text"),
-    ("status", "text"), ("first_seen", "text"), ("last_seen_unchanged", "text"),
+    ("status", "text"), ("first_seen", "date"), ("last_seen_unchanged", "date"),
     ("area_m2", "real"), ("length_m", "real"), ("width_m", "real"),
     ("orientation_deg", "real"), ("rectangularity", "real"), ("centroid_lat", "real"),
     ("centroid_lon", "real"), ("mgrs", "text"), ("location", "text"), ("nearest_place", "text"),
@@ -90,7 +90,7 @@ SITE_FIELDS: tuple[tuple[str, str], ...] = (
     ("border_distance_m", "real"), ("crosses_border", "boolean"), ("phases", "text"),
     ("n_observations", "integer"),
 )
-OBSERVATION_FIELDS = (("site_id", "text"), ("observed", "text"), ("phase", "text"),
+OBSERVATION_FIELDS = (("site_id", "text"), ("observed", "date"), ("phase", "text"),
                       ("area_m2", "real"), ("length_m", "real"), ("width_m", "real"),
                       ("score", "real"))
 PLACE_FIELDS = (("name", "text"), ("kind", "text"), ("source", "text"), ("notes", "text"))
@@ -99,10 +99,10 @@ BORDER_FIELDS = (("name", "text"), ("kind", "text"), ("left_name", "text"),
 EVENT_FIELDS = (("event_id", "text"), ("origin", "text"), ("occurred", "text"),
                 ("kind", "text"), ("description", "text"), ("source", "text"), ("url", "text"),
                 ("credibility", "text"), ("site_id", "text"), ("author", "text"),
-                ("created_at", "text"))
+                ("created_at", "datetime"))
 ASSESSMENT_FIELDS = (("assessment_id", "text"), ("origin", "text"), ("site_id", "text"),
                      ("judgement", "text"), ("confidence", "text"), ("probability_low", "real"),
-                     ("probability_high", "real"), ("author", "text"), ("assessed", "text"),
+                     ("probability_high", "real"), ("author", "text"), ("assessed", "date"),
                      ("notes", "text"))
 DAMAGE_FIELDS = (("aoi", "text"), ("buildings", "integer"), ("damaged", "integer"),
                  ("area_km2", "real"), ("estimate", "real"), ("low_90", "real"),
@@ -418,7 +418,13 @@ def _write_gpkg(content: _Content, path: Path) -> None:
 
 
 def _column(values: list[Any], kind: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A field's values as the numpy array pyogrio writes, and its null mask (True = null)."""
+    """A field's values as the numpy array pyogrio writes, and its null mask (True = null).
+    ``date`` and ``datetime`` fields (ISO 8601 text in UTC) become GeoPackage DATE and DATETIME
+    columns, which QGIS reads as dates."""
+    if kind in ("date", "datetime"):
+        unit = "D" if kind == "date" else "ms"
+        return np.array(["NaT" if v is None else str(v).removesuffix("Z") for v in values],
+                        dtype=f"datetime64[{unit}]"), None
     if kind == "text":
         return np.array([None if v is None else str(v) for v in values], dtype=object), None
     if kind == "real":

@@ -3,8 +3,10 @@
 sitewatch keeps its workspace in one GeoPackage (an SQLite file, OGC 12-128r18) so that QGIS,
 ``ogrinfo`` and GeoPandas open its layers directly. Writing through Python's ``sqlite3`` (rather
 than through OGR) keeps every write inside one SQLite transaction that sitewatch controls, so this
-module provides the two things that needs: the required metadata tables and the geometry blob
-format (a small header followed by ISO WKB, spec section 2.1.3).
+module provides what that needs: the required metadata tables, the geometry blob format (a small
+header followed by ISO WKB, spec section 2.1.3), and the R-tree spatial index extension
+(``gpkg_rtree_index``, spec annex F.3) with the SQL functions its triggers call, so that GDAL,
+QGIS and any reader filter the layers by extent without scanning every row.
 
 All geometries are stored in EPSG:4326 with longitude as x and latitude as y, as the spec
 requires for that SRS.
@@ -28,6 +30,14 @@ USER_VERSION = 10300
 SRS_ID = 4326
 
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+#: Bit of the blob's flags byte set for an empty geometry (spec 2.1.3.1.1).
+EMPTY_FLAG = 0b0001_0000
+
+#: The table of the extensions a GeoPackage uses (spec 2.3.2).
+EXTENSIONS_DDL = """CREATE TABLE gpkg_extensions (
+    table_name TEXT, column_name TEXT, extension_name TEXT NOT NULL, definition TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name))"""
 
 _METADATA_DDL = """
 CREATE TABLE gpkg_spatial_ref_sys (
@@ -53,12 +63,42 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+#: The R-tree triggers of GeoPackage 1.3 annex F.3 (``{t}`` the table, ``{c}`` the geometry
+#: column, ``{i}`` the primary key), which keep ``rtree_{t}_{c}`` in step with every write.
+_RTREE_TRIGGERS = (
+    """CREATE TRIGGER "rtree_{t}_{c}_insert" AFTER INSERT ON "{t}"
+    WHEN (new."{c}" NOT NULL AND NOT ST_IsEmpty(NEW."{c}"))
+    BEGIN INSERT OR REPLACE INTO "rtree_{t}_{c}" VALUES (NEW."{i}", ST_MinX(NEW."{c}"),
+        ST_MaxX(NEW."{c}"), ST_MinY(NEW."{c}"), ST_MaxY(NEW."{c}")); END""",
+    """CREATE TRIGGER "rtree_{t}_{c}_update1" AFTER UPDATE OF "{c}" ON "{t}"
+    WHEN OLD."{i}" = NEW."{i}" AND (NEW."{c}" NOTNULL AND NOT ST_IsEmpty(NEW."{c}"))
+    BEGIN INSERT OR REPLACE INTO "rtree_{t}_{c}" VALUES (NEW."{i}", ST_MinX(NEW."{c}"),
+        ST_MaxX(NEW."{c}"), ST_MinY(NEW."{c}"), ST_MaxY(NEW."{c}")); END""",
+    """CREATE TRIGGER "rtree_{t}_{c}_update2" AFTER UPDATE OF "{c}" ON "{t}"
+    WHEN OLD."{i}" = NEW."{i}" AND (NEW."{c}" ISNULL OR ST_IsEmpty(NEW."{c}"))
+    BEGIN DELETE FROM "rtree_{t}_{c}" WHERE id = OLD."{i}"; END""",
+    """CREATE TRIGGER "rtree_{t}_{c}_update3" AFTER UPDATE ON "{t}"
+    WHEN OLD."{i}" != NEW."{i}" AND (NEW."{c}" NOTNULL AND NOT ST_IsEmpty(NEW."{c}"))
+    BEGIN DELETE FROM "rtree_{t}_{c}" WHERE id = OLD."{i}";
+        INSERT OR REPLACE INTO "rtree_{t}_{c}" VALUES (NEW."{i}", ST_MinX(NEW."{c}"),
+        ST_MaxX(NEW."{c}"), ST_MinY(NEW."{c}"), ST_MaxY(NEW."{c}")); END""",
+    """CREATE TRIGGER "rtree_{t}_{c}_update4" AFTER UPDATE ON "{t}"
+    WHEN OLD."{i}" != NEW."{i}" AND (NEW."{c}" ISNULL OR ST_IsEmpty(NEW."{c}"))
+    BEGIN DELETE FROM "rtree_{t}_{c}" WHERE id IN (OLD."{i}", NEW."{i}"); END""",
+    """CREATE TRIGGER "rtree_{t}_{c}_delete" AFTER DELETE ON "{t}"
+    WHEN old."{c}" NOT NULL
+    BEGIN DELETE FROM "rtree_{t}_{c}" WHERE id = OLD."{i}"; END""",
+)
+#: Where the R-tree extension is defined (GeoPackage 1.3, annex F.3).
+RTREE_DEFINITION = "http://www.geopackage.org/spec130/#extension_rtree"
+
+
 def initialise(conn: sqlite3.Connection) -> None:
     """Create the GeoPackage metadata tables in an empty SQLite database."""
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {USER_VERSION}")
     # Statement by statement: executescript() would commit the caller's open transaction.
-    for statement in _METADATA_DDL.split(";"):
+    for statement in [*_METADATA_DDL.split(";"), EXTENSIONS_DDL]:
         if statement.strip():
             conn.execute(statement)
     rows = [
@@ -91,6 +131,59 @@ def register_layer(
         )
 
 
+def add_spatial_index(conn: sqlite3.Connection, table: str, column: str = "geom",
+                      key: str = "fid") -> None:
+    """Give the feature layer ``table`` the GeoPackage R-tree index of its ``column``: the
+    ``rtree_<table>_<column>`` virtual table, filled from the rows already there, the triggers
+    that keep it current, and its ``gpkg_extensions`` record. The connection must have
+    :func:`register_functions`."""
+    conn.execute(f'CREATE VIRTUAL TABLE "rtree_{table}_{column}" USING rtree(id, minx, maxx, '
+                 'miny, maxy)')
+    conn.execute(f'INSERT INTO "rtree_{table}_{column}" SELECT "{key}", ST_MinX("{column}"), '
+                 f'ST_MaxX("{column}"), ST_MinY("{column}"), ST_MaxY("{column}") FROM "{table}" '
+                 f'WHERE "{column}" NOT NULL AND NOT ST_IsEmpty("{column}")')
+    for trigger in _RTREE_TRIGGERS:
+        conn.execute(trigger.format(t=table, c=column, i=key))
+    conn.execute("INSERT INTO gpkg_extensions VALUES (?, ?, 'gpkg_rtree_index', ?, "
+                 "'write-only')", (table, column, RTREE_DEFINITION))
+
+
+def fix_empty_flags(conn: sqlite3.Connection, table: str) -> None:
+    """Rewrite the empty geometries of ``table`` that sitewatch before schema 3 flagged as
+    extended (0x21) rather than empty (0x11)."""
+    rows = conn.execute(f'SELECT fid, geom FROM "{table}" WHERE geom NOT NULL').fetchall()
+    for fid, blob in rows:
+        if blob[3] == 0b0010_0001:
+            conn.execute(f'UPDATE "{table}" SET geom = ? WHERE fid = ?',
+                         (bytes(blob[:3]) + bytes([EMPTY_FLAG | 1]) + bytes(blob[4:]), fid))
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Define on ``conn`` the SQL functions of GeoPackage blobs that the R-tree triggers call
+    (``ST_IsEmpty``, ``ST_MinX``, ``ST_MaxX``, ``ST_MinY``, ``ST_MaxY``), as GDAL does on its
+    own connections; NULL for a NULL or empty geometry."""
+    for name, index in (("ST_MinX", 0), ("ST_MinY", 1), ("ST_MaxX", 2), ("ST_MaxY", 3)):
+        conn.create_function(name, 1, lambda blob, i=index: _bounds(blob)[i],
+                             deterministic=True)
+    conn.create_function("ST_IsEmpty", 1, _is_empty, deterministic=True)
+
+
+def _is_empty(blob: bytes | None) -> int | None:
+    if blob is None:
+        return None
+    return int(bool(blob[3] & EMPTY_FLAG))
+
+
+def _bounds(blob: bytes | None) -> tuple[float | None, ...]:
+    """(min x, min y, max x, max y) of a GeoPackage blob: its envelope if it has one."""
+    if blob is None or blob[3] & EMPTY_FLAG:
+        return (None,) * 4
+    if (blob[3] >> 1) & 0b111:
+        min_x, max_x, min_y, max_y = struct.unpack("<4d" if blob[3] & 1 else ">4d", blob[8:40])
+        return min_x, min_y, max_x, max_y
+    return tuple(decode(blob).bounds)
+
+
 def touch_layer(conn: sqlite3.Connection, table: str) -> None:
     """Update ``gpkg_contents.last_change`` and the layer extent after a write."""
     extent = None
@@ -114,7 +207,7 @@ def encode(geometry: BaseGeometry | None) -> bytes | None:
     if geometry is None:
         return None
     if geometry.is_empty:
-        flags = 0b0010_0001  # empty, no envelope, little endian
+        flags = EMPTY_FLAG | 0b0000_0001  # empty, no envelope, little endian
         return b"GP" + struct.pack("<BBi", 0, flags, SRS_ID) + shapely.to_wkb(
             geometry, byte_order=1, flavor="iso"
         )

@@ -1,14 +1,17 @@
 """The workspace schema: one GeoPackage layer or table per kind of record.
 
 Each :class:`Layer` lists its columns as SQLite declarations. Geometry (when present) is the
-GeoPackage column ``geom`` in EPSG:4326. Structured values (band lists, parameters) are JSON text.
-Dates and times are ISO 8601 strings in UTC. Measurements are in metres, square metres and
-degrees clockwise from north.
+GeoPackage column ``geom`` in EPSG:4326, with an R-tree spatial index. Structured values (band
+lists, parameters) are JSON text. Dates and times are ISO 8601 strings in UTC, in columns
+declared ``DATE`` (``YYYY-MM-DD``) or ``DATETIME`` (``YYYY-MM-DDTHH:MM:SS[.SSS]Z``) so that GDAL
+and QGIS read them as dates; the event time ``occurred``, a day or a time, stays ``TEXT``.
+Measurements are in metres, square metres and degrees clockwise from north.
 
 Bump :data:`SCHEMA_VERSION` whenever a layer changes; a workspace whose recorded version is newer
 than this one is refused rather than misread, and an older one is migrated on opening by the
-steps of :data:`ADDED_LAYERS` and :data:`RETYPED_LAYERS` (layers added, geometry types widened
-since its version), in one transaction.
+steps of :data:`ADDED_LAYERS`, :data:`RETYPED_LAYERS` and :data:`REBUILT_LAYERS` (layers added,
+geometry types widened, column types changed since its version) and the spatial indexes of
+:data:`SPATIAL_INDEX_SINCE`, in one transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Version of the layout below, recorded in the ``sitewatch_meta`` table of every workspace.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ LAYERS: tuple[Layer, ...] = (
             "fingerprint TEXT NOT NULL",  # size and mtime of every file the scene reads
             "sensor TEXT",
             "platform TEXT",
-            "acquired TEXT NOT NULL",  # ISO 8601 UTC
+            "acquired DATETIME NOT NULL",  # ISO 8601 UTC
             "date_source TEXT NOT NULL",  # metadata | stac | filename | sidecar | user
             "crs TEXT NOT NULL",  # WKT2 of the raster CRS
             "epsg INTEGER",
@@ -65,14 +68,14 @@ LAYERS: tuple[Layer, ...] = (
             "cloud_cover REAL",  # percent, when the provider says
             "driver TEXT NOT NULL",
             "properties TEXT",  # JSON: anything else the source said (STAC properties...)
-            "ingested_at TEXT NOT NULL",
+            "ingested_at DATETIME NOT NULL",
         ),
     ),
     Layer(
         "aois",
         "Areas of interest.",
         "POLYGON",
-        ("name TEXT NOT NULL UNIQUE", "description TEXT", "created_at TEXT NOT NULL"),
+        ("name TEXT NOT NULL UNIQUE", "description TEXT", "created_at DATETIME NOT NULL"),
     ),
     Layer(
         "places",
@@ -95,8 +98,8 @@ LAYERS: tuple[Layer, ...] = (
         (
             "run_id TEXT NOT NULL UNIQUE",
             "stage TEXT NOT NULL",
-            "started_at TEXT NOT NULL",
-            "finished_at TEXT",
+            "started_at DATETIME NOT NULL",
+            "finished_at DATETIME",
             "status TEXT NOT NULL",
             "sitewatch_version TEXT NOT NULL",
             "parameters TEXT",  # JSON
@@ -109,20 +112,20 @@ LAYERS: tuple[Layer, ...] = (
         "relative to the workspace directory.",
         "POLYGON",
         ("path TEXT NOT NULL UNIQUE", "kind TEXT NOT NULL", "run_id TEXT", "aoi TEXT",
-         "acquired TEXT", "properties TEXT"),
+         "acquired DATETIME", "properties TEXT"),
     ),
     Layer(
         "sites",
         "Automatic findings: changed ground objects tracked across dates (polygon = latest "
-        "footprint).",
-        "POLYGON",
+        "footprint; a MultiPolygon where it is in parts).",
+        "GEOMETRY",
         (
             "site_id TEXT NOT NULL UNIQUE",
             "aoi TEXT",
             "change_type TEXT",
             "status TEXT",
-            "first_seen TEXT",
-            "last_seen_unchanged TEXT",
+            "first_seen DATE",
+            "last_seen_unchanged DATE",
             "area_m2 REAL",
             "length_m REAL",
             "width_m REAL",
@@ -137,11 +140,11 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "observations",
         "One site seen on one date: footprint, measurements and evidence.",
-        "POLYGON",
+        "GEOMETRY",
         (
             "site_id TEXT NOT NULL",
             "scene_id TEXT",
-            "observed TEXT NOT NULL",
+            "observed DATE NOT NULL",
             "phase TEXT",
             "area_m2 REAL",
             "length_m REAL",
@@ -164,7 +167,7 @@ LAYERS: tuple[Layer, ...] = (
             "credibility TEXT",
             "site_id TEXT",
             "author TEXT",
-            "created_at TEXT NOT NULL",
+            "created_at DATETIME NOT NULL",
         ),
     ),
     Layer(
@@ -180,7 +183,7 @@ LAYERS: tuple[Layer, ...] = (
             "probability_low REAL",
             "probability_high REAL",
             "author TEXT",
-            "assessed TEXT NOT NULL",
+            "assessed DATE NOT NULL",
             "notes TEXT",
         ),
     ),
@@ -188,7 +191,7 @@ LAYERS: tuple[Layer, ...] = (
         "notes",
         "Free-text analyst notes attached to a site, a scene or the workspace.",
         None,
-        ("subject TEXT", "text TEXT NOT NULL", "author TEXT", "created_at TEXT NOT NULL"),
+        ("subject TEXT", "text TEXT NOT NULL", "author TEXT", "created_at DATETIME NOT NULL"),
     ),
     Layer(
         "alerts",
@@ -201,10 +204,10 @@ LAYERS: tuple[Layer, ...] = (
             "site_id TEXT NOT NULL",
             "event TEXT NOT NULL",  # new_site | new_phase
             "phase TEXT",
-            "created_at TEXT NOT NULL",
+            "created_at DATETIME NOT NULL",
             "properties TEXT NOT NULL",  # JSON: the alert document sent
-            "webhook_sent_at TEXT",  # NULL while not delivered (or no webhook configured)
-            "email_sent_at TEXT",
+            "webhook_sent_at DATETIME",  # NULL while not delivered (or no webhook configured)
+            "email_sent_at DATETIME",
             "last_error TEXT",
         ),
     ),
@@ -213,6 +216,15 @@ LAYERS: tuple[Layer, ...] = (
 #: The layers each schema version added, for migrating older workspaces.
 ADDED_LAYERS: dict[int, tuple[str, ...]] = {2: ("alerts",)}
 #: The geometry types each schema version changed (layer -> new GeoPackage type name).
-RETYPED_LAYERS: dict[int, dict[str, str]] = {2: {"scenes": "GEOMETRY"}}
+RETYPED_LAYERS: dict[int, dict[str, str]] = {
+    2: {"scenes": "GEOMETRY"}, 3: {"sites": "GEOMETRY", "observations": "GEOMETRY"}}
+#: The layers whose column types each schema version changed (3: ISO 8601 text columns
+#: declared DATE / DATETIME, which GDAL and QGIS read as date fields): rebuilt from their
+#: new declaration, every row kept.
+REBUILT_LAYERS: dict[int, tuple[str, ...]] = {
+    3: ("scenes", "aois", "runs", "rasters", "sites", "observations", "events", "assessments",
+        "notes", "alerts")}
+#: The schema version from which every feature layer has a GeoPackage R-tree spatial index.
+SPATIAL_INDEX_SINCE = 3
 
 LAYERS_BY_NAME = {layer.name: layer for layer in LAYERS}

@@ -31,8 +31,10 @@ from sitewatch.store.schema import (
     ADDED_LAYERS,
     LAYERS,
     LAYERS_BY_NAME,
+    REBUILT_LAYERS,
     RETYPED_LAYERS,
     SCHEMA_VERSION,
+    SPATIAL_INDEX_SINCE,
 )
 from sitewatch.version import __version__
 
@@ -234,6 +236,7 @@ def _decode_row(row: dict[str, Any]) -> dict[str, Any]:
 def _connect(gpkg: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(gpkg, isolation_level=None, timeout=30)
+        geopackage.register_functions(conn)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA quick_check").fetchone()
     except sqlite3.DatabaseError as exc:
@@ -272,8 +275,9 @@ def _check_schema(conn: sqlite3.Connection, gpkg: Path) -> None:
 
 def _migrate(conn: sqlite3.Connection, gpkg: Path, version: int) -> None:
     """Bring a workspace of schema ``version`` to :data:`SCHEMA_VERSION` in one transaction:
-    the layers added since are created empty and widened geometry types recorded; nothing
-    stored is changed."""
+    the layers added since are created empty, widened geometry types recorded, layers whose
+    column types changed rebuilt with every row, empty geometries given the right flags and
+    every feature layer its spatial index; nothing stored is lost."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -285,6 +289,14 @@ def _migrate(conn: sqlite3.Connection, gpkg: Path, version: int) -> None:
             for name, geometry_type in RETYPED_LAYERS.get(step, {}).items():
                 conn.execute("UPDATE gpkg_geometry_columns SET geometry_type_name = ? "
                              "WHERE table_name = ?", (geometry_type, name))
+            for name in REBUILT_LAYERS.get(step, ()):
+                _rebuild(conn, LAYERS_BY_NAME[name])
+            if step == SPATIAL_INDEX_SINCE:
+                conn.execute(geopackage.EXTENSIONS_DDL)
+                for layer in LAYERS:
+                    if layer.geometry_type is not None:
+                        geopackage.fix_empty_flags(conn, layer.name)
+                        geopackage.add_spatial_index(conn, layer.name)
         conn.execute("UPDATE sitewatch_meta SET value = ? WHERE key = 'schema_version'",
                      (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
@@ -293,6 +305,17 @@ def _migrate(conn: sqlite3.Connection, gpkg: Path, version: int) -> None:
             conn.execute("ROLLBACK")
         raise SitewatchError(f"cannot migrate the workspace from schema {version} to "
                              f"{SCHEMA_VERSION} ({exc}); is it writable?", gpkg) from exc
+
+
+def _rebuild(conn: sqlite3.Connection, layer) -> None:
+    """Recreate ``layer``'s table from its current declaration, with every row (fid kept)."""
+    columns = ["fid", *(["geom"] if layer.geometry_type else []), *layer.column_names]
+    names = ", ".join(f'"{c}"' for c in columns)
+    conn.execute(f'ALTER TABLE "{layer.name}" RENAME TO "{layer.name}_before_rebuild"')
+    conn.execute(layer.ddl())
+    conn.execute(f'INSERT INTO "{layer.name}" ({names}) SELECT {names} '
+                 f'FROM "{layer.name}_before_rebuild"')
+    conn.execute(f'DROP TABLE "{layer.name}_before_rebuild"')
 
 
 def _create_gpkg(gpkg: Path) -> None:
@@ -315,6 +338,7 @@ def _write_empty_gpkg(gpkg: Path) -> None:
     tmp = Path(tmp_name)
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
+        geopackage.register_functions(conn)
         try:
             conn.execute("BEGIN")
             geopackage.initialise(conn)
@@ -331,6 +355,8 @@ def _write_empty_gpkg(gpkg: Path) -> None:
                 conn.execute(layer.ddl())
                 geopackage.register_layer(conn, layer.name, layer.description,
                                           layer.geometry_type)
+                if layer.geometry_type is not None:
+                    geopackage.add_spatial_index(conn, layer.name)
             conn.execute("COMMIT")
         finally:
             conn.close()
