@@ -28,6 +28,12 @@ def test_help_everywhere(command):
     assert "Usage:" in result.stdout
 
 
+def test_help_shows_bracketed_words():
+    """Help texts are not read as markup: the extra and the defaults in brackets stay."""
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert "needs the [ml] extra" in help_text and "[date]" in help_text
+
+
 def test_user_mistake_is_one_line_without_traceback(tmp_path, data_dir):
     png = data_dir / "levir-cd-samples" / "A" / "test_2_0000_0000.png"
     result = run("ingest", png, "-w", tmp_path / "ws", check=False)

@@ -42,6 +42,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[ml]" and "[date]" are words, not markup
 )
 places_app = typer.Typer(help="Reference places and border lines of a workspace.",
                          no_args_is_help=True)
