@@ -1,5 +1,8 @@
 """The sites stage end to end on a simulated border-compound scenario, and its storage."""
 
+import json
+import subprocess
+import sys
 
 import pyogrio
 import pytest
@@ -105,3 +108,15 @@ def test_a_before_after_pair_gives_sites_from_the_pairwise_change_map(tracked):
     for row in rows:  # one observation on each end of the pair, the footprint on the second
         assert [o["observed"] for o in row["observations"]] == [days[0], days[-1]]
         assert row["observations"][-1]["area_m2"] == pytest.approx(row["area_m2"], rel=0.01)
+
+
+def test_aois_lists_the_names_the_stages_take(tracked):
+    """``sitewatch aois`` and ``sitewatch.aois``: each AOI with its stack dates and sites."""
+    ws, _, found = tracked
+    (aoi,) = sitewatch.aois(ws)
+    assert aoi["name"] == "crossing" and aoi["sites"] == len(found.sites)
+    assert len(aoi["stack_dates"]) == 12 and aoi["resolution_m"] == 10.0
+    assert 3000 * 2400 / 1e6 * 0.8 < aoi["area_km2"] < 3000 * 2400 / 1e6 * 1.2
+    listed = subprocess.run([sys.executable, "-m", "sitewatch", "aois", "-w", str(ws),
+                             "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(listed.stdout) == [aoi]

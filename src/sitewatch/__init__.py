@@ -22,6 +22,7 @@ from sitewatch.api import (  # noqa: E402
     add_event,
     add_note,
     alerts,
+    aois,
     assessments,
     compare,
     delete_assessment,
@@ -56,7 +57,7 @@ from sitewatch.store import Workspace  # noqa: E402
 from sitewatch.version import __version__
 
 __all__ = ["SitewatchError", "Workspace", "__version__", "add_assessment", "add_event", "add_note",
-           "alerts", "assessments", "compare", "delete_assessment", "delete_event",
+           "alerts", "aois", "assessments", "compare", "delete_assessment", "delete_event",
            "delete_note", "demo", "detect", "edit_assessment", "edit_event", "events",
            "export", "export_analyst", "fetch", "import_analyst", "import_places",
            "ingest", "notes", "places", "report", "scenes", "search", "serve",

@@ -48,6 +48,34 @@ def scenes(workspace: PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def aois(workspace: PathLike) -> list[dict[str, Any]]:
+    """The AOIs of ``workspace`` by name (``sitewatch aois``), the names ``detect``, ``track``,
+    ``report`` and ``export`` take: each with its area (km², on the WGS 84 ellipsoid), the
+    dates and pixel size of its newest stack (None before one is built), its number of sites,
+    and its outline as WKT."""
+    from pyproj import Geod
+
+    from sitewatch.stack import latest_stack
+
+    geod = Geod(ellps="WGS84")
+    out = []
+    with Workspace.open(workspace) as ws:
+        stacked = {r["aoi"] for r in ws.rows("rasters", "kind = 'stack'")}
+        for row in ws.rows("aois", order_by="name"):
+            stack = latest_stack(ws, row["name"]) if row["name"] in stacked else None
+            dates = sorted(a["acquired"][:10] for a in (stack or {}).get(
+                "properties", {}).get("acquisitions", []) if a.get("included", True))
+            out.append({
+                "name": row["name"], "description": row["description"],
+                "created_at": row["created_at"],
+                "area_km2": abs(geod.geometry_area_perimeter(row["geom"])[0]) / 1e6,
+                "stack_dates": dates or None,
+                "resolution_m": stack["properties"]["grid"]["resolution"] if stack else None,
+                "sites": len(ws.rows("sites", "aoi = ?", (row["name"],))),
+                "outline_wkt": row["geom"].wkt})
+    return out
+
+
 def alerts(workspace: PathLike) -> list[dict[str, Any]]:
     """The alerts of ``workspace``, oldest first (``sitewatch alerts list``)."""
     from sitewatch.alerts import alert_rows

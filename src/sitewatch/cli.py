@@ -291,6 +291,22 @@ def scenes(
     out.print(table)
 
 
+@app.command()
+def aois(
+    workspace: WorkspaceOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the AOIs of a workspace: the names that detect, track, report and export take."""
+    _print_records(
+        api.aois(workspace), as_json, f"AOI(s) in {workspace}",
+        ("aoi", "area (km²)", "stack dates", "res (m)", "sites", "description"),
+        lambda row: (row["name"], f"{row['area_km2']:.2f}",
+                     (f"{len(row['stack_dates'])} ({row['stack_dates'][0]} to "
+                      f"{row['stack_dates'][-1]})") if row["stack_dates"] else "not stacked",
+                     "-" if row["resolution_m"] is None else f"{row['resolution_m']:g}",
+                     str(row["sites"]), row["description"] or ""))
+
+
 @places_app.command("import")
 def places_import(
     geojson: Annotated[Path, typer.Argument(help="GeoJSON with Point places (name, kind) and "
