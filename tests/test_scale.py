@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import shapely
+import zarr
 from rasterio.windows import Window
 
 import sitewatch
@@ -217,10 +218,9 @@ def test_a_local_cluster_runs_tasks_and_leaves_dask_s_default_scheduler_alone():
 def test_a_stack_store_with_a_chunk_per_band_is_not_reused(tmp_path):
     from sitewatch.scale.plan import _same_band_chunks
 
-    for chunks, reusable in (([1, 4, 512, 512], True), ([1, 1, 512, 512], False)):
+    for chunks, reusable in (((1, 4, 512, 512), True), ((1, 1, 512, 512), False)):
         store = tmp_path / f"{chunks[1]}.zarr"
-        (store / "reflectance").mkdir(parents=True)
-        (store / "reflectance" / ".zarray").write_text(json.dumps(
-            {"shape": [6, 4, 2048, 2048], "chunks": chunks}))
+        zarr.open_group(str(store), mode="w", zarr_format=2).create_array(
+            "reflectance", shape=(6, 4, 2048, 2048), chunks=chunks, dtype="float32")
         assert _same_band_chunks(store) is reusable
     assert not _same_band_chunks(tmp_path / "missing.zarr")

@@ -176,10 +176,10 @@ def _same_band_chunks(store: Path) -> bool:
     (every band in one chunk; older stores have a chunk per band, and their chunk files cannot
     be shared with a new store)."""
     try:
-        metadata = json.loads((store / "reflectance" / ".zarray").read_text())
-    except (OSError, ValueError):
+        reflectance = zarr.open_array(str(store / "reflectance"), mode="r", zarr_format=2)
+    except (OSError, ValueError, zarr.errors.BaseZarrError):
         return False
-    return metadata["chunks"][1] == metadata["shape"][1]
+    return reflectance.chunks[1] == reflectance.shape[1]
 
 
 #: A surveyed acquisition: its outcome so far and its preview (:func:`survey_acquisition`).
@@ -259,34 +259,29 @@ def _plan_increment(selection: Selection, surveyed: dict[str, Surveyed],
 def create_store(plan: StackPlan, path: Path, chunk: int) -> None:
     """Create the empty stack store of ``plan`` at ``path`` with ``chunk``-pixel chunks.
 
-    The store is made by :func:`sitewatch.stack.output.create`, whose arrays hold no chunk yet;
-    only the chunk side of ``reflectance`` and ``mask`` is then changed in their Zarr v2
-    ``.zarray`` metadata, so that every chunk lies inside one tile core. Created beside
+    The store is made by :func:`sitewatch.stack.output.create` with ``chunk``-pixel chunks, so
+    that every chunk lies inside one tile core; its arrays hold no chunk yet. Created beside
     ``path`` and renamed into place.
     """
     selection = plan.selection
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     output.create(tmp, selection.grid, selection.band_names, [o for _, o in plan.kept],
-                  selection.aoi.name)
-    for name in ("reflectance", "mask"):
-        metadata_path = tmp / name / ".zarray"
-        metadata = json.loads(metadata_path.read_text())
-        metadata["chunks"] = [*metadata["chunks"][:-2], chunk, chunk]
-        metadata_path.write_text(json.dumps(metadata, indent=4))
-        if plan.reused:
-            _link_chunks(plan.previous_store / name, tmp / name, metadata, plan.reused)
+                  selection.aoi.name, chunk=chunk)
+    if plan.reused:
+        for name in ("reflectance", "mask"):
+            _link_chunks(plan.previous_store / name, tmp / name, plan.reused)
     tmp.rename(path)
 
 
-def _link_chunks(source: Path, target: Path, metadata: dict, times: int) -> None:
+def _link_chunks(source: Path, target: Path, times: int) -> None:
     """Hard-link (or, where the file system cannot, copy) the chunks of the first ``times``
     time steps of the array ``source`` into ``target`` (same chunking; chunk files are never
     rewritten, so sharing them is safe)."""
-    previous = json.loads((source / ".zarray").read_text())
-    if previous["chunks"] != metadata["chunks"] or previous["shape"][1:] != metadata["shape"][1:]:
-        raise RuntimeError(f"{source}: chunks {previous['chunks']} differ from the new "
-                           f"store's {metadata['chunks']}")
+    previous, new = (zarr.open_array(str(a), mode="r", zarr_format=2) for a in (source, target))
+    if previous.chunks != new.chunks or previous.shape[1:] != new.shape[1:]:
+        raise RuntimeError(f"{source}: chunks {previous.chunks} differ from the new "
+                           f"store's {new.chunks}")
     for chunk in source.iterdir():
         if not chunk.name.startswith(".") and int(chunk.name.split(".")[0]) < times:
             try:

@@ -39,8 +39,11 @@ CLEAR, NODATA, CLOUD, SHADOW = 0, 1, 2, 3
 MASK_MEANINGS = "clear nodata cloud cloud_shadow"
 
 
-def create(path: Path, grid: Grid, band_names: list[str], outcomes: list, aoi: str) -> zarr.Group:
-    """Create the empty stack store at ``path`` (metadata and coordinates only)."""
+def create(path: Path, grid: Grid, band_names: list[str], outcomes: list, aoi: str, *,
+           chunk: int = CHUNK) -> zarr.Group:
+    """Create the empty stack store at ``path`` (metadata and coordinates only), its arrays
+    in chunks of one date, every band and ``chunk`` x ``chunk`` pixels (set through the
+    variables' Zarr ``encoding``)."""
     n_time, n_band = len(outcomes), len(band_names)
     x = grid.west + grid.resolution * (np.arange(grid.width) + 0.5)
     y = grid.north - grid.resolution * (np.arange(grid.height) + 0.5)
@@ -49,9 +52,9 @@ def create(path: Path, grid: Grid, band_names: list[str], outcomes: list, aoi: s
         {
             "reflectance": (("time", "band", "y", "x"), da.full(
                 (n_time, n_band, grid.height, grid.width), np.nan, dtype="float32",
-                chunks=(1, n_band, CHUNK, CHUNK))),
+                chunks=(1, n_band, chunk, chunk))),
             "mask": (("time", "y", "x"), da.full(
-                (n_time, grid.height, grid.width), 1, dtype="uint8", chunks=(1, CHUNK, CHUNK))),
+                (n_time, grid.height, grid.width), 1, dtype="uint8", chunks=(1, chunk, chunk))),
             "shift_x": ("time", np.array([o.applied_shift[0] for o in outcomes], np.float32)),
             "shift_y": ("time", np.array([o.applied_shift[1] for o in outcomes], np.float32)),
             "shift_confidence": ("time", np.array(
@@ -73,8 +76,10 @@ def create(path: Path, grid: Grid, band_names: list[str], outcomes: list, aoi: s
     dataset["x"].attrs.update(units="m", standard_name="projection_x_coordinate")
     dataset["y"].attrs.update(units="m", standard_name="projection_y_coordinate")
     dataset = dataset.rio.write_crs(f"EPSG:{grid.epsg}").rio.write_transform(grid.transform)
-    encoding = {"reflectance": {"_FillValue": np.nan, "grid_mapping": "spatial_ref"},
-                "mask": {"_FillValue": None, "grid_mapping": "spatial_ref"}}
+    encoding = {"reflectance": {"_FillValue": np.nan, "grid_mapping": "spatial_ref",
+                                "chunks": (1, n_band, chunk, chunk)},
+                "mask": {"_FillValue": None, "grid_mapping": "spatial_ref",
+                         "chunks": (1, chunk, chunk)}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # object-dtype string coordinates
         dataset.to_zarr(path, mode="w", compute=False, zarr_format=2, consolidated=False,
