@@ -28,7 +28,8 @@ DEFAULT_TESTS = ["tests/test_store.py", "tests/test_stack.py", "tests/test_detec
 
 def floors() -> dict[str, str]:
     """Package name -> lowest version allowed by a ``>=`` bound of ``[project].dependencies``
-    and of the ``ml`` and ``dev`` extras (torch is pinned exactly already)."""
+    and of the ``dev`` extra, whose stricter floor for a package (one its tests need) wins
+    (torch is pinned exactly already)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     specs = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
     found = {}
