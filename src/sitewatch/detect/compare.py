@@ -122,7 +122,7 @@ def _write_damage(out: Path, result: DetectResult, buildings: str | Path) -> tup
     """``buildings.geojson`` (every assessed footprint with its changed share and whether it is
     called destroyed or heavily damaged) and the damage count."""
     from sitewatch.sites.damage import DAMAGED_SHARE, damage_on_change
-    from sitewatch.sites.extract import to_lonlat
+    from sitewatch.sites.records import to_lonlat
 
     with rasterio.open(result.layers["change"]) as src:
         change = src.read(1)

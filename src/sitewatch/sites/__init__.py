@@ -2,8 +2,9 @@
 
 :mod:`polygons` (change maps to clean outlines), :mod:`signature` (what a site's pixels did, date
 by date), :mod:`lifecycle` (change type and phases), :mod:`measure` (size, orientation, MGRS,
-distance and bearing to places, side of the border) and :mod:`extract` (the stage: find, track,
-store).
+distance and bearing to places, side of the border), :mod:`records` (a site and its
+observations), :mod:`pairwise` (sites of a two-date change map), :mod:`damage` (buildings
+destroyed or heavily damaged) and :mod:`extract` (the stage: find, track, store).
 """
 
 import lazy_loader
@@ -13,7 +14,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "extract": ["Observation", "Site", "SitesResult", "extract_sites"],
+        "extract": ["SitesResult", "extract_sites"],
+        "records": ["Observation", "Site"],
         "lifecycle": ["Lifecycle", "Phase", "lifecycle"],
         "measure": ["Measurements", "measure"],
     },

@@ -32,7 +32,7 @@ import shapely
 from pyproj import CRS, Transformer
 
 from sitewatch.errors import SitewatchError
-from sitewatch.sites.extract import polygon_window
+from sitewatch.sites.records import polygon_window
 from sitewatch.stack import Grid
 
 #: Share of a footprint's pixels that must be changed for it to count as destroyed or heavily

@@ -29,20 +29,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import rasterio.features
-import rasterio.windows
 import shapely
-from pyproj import Transformer
 
 from sitewatch.detect import TIMESERIES, detect
+from sitewatch.sites.damage import damage_on_change
 from sitewatch.sites.identity import carry_identities
 from sitewatch.sites.lifecycle import NOT_OF_INTEREST, Lifecycle, lifecycle
-from sitewatch.sites.measure import Measurements, measure
+from sitewatch.sites.measure import measure
+from sitewatch.sites.pairwise import calibrated_method, pairwise_sites
 from sitewatch.sites.polygons import (
     SMALLEST_BUILDING_M2,
     SMALLEST_SERIES_SITE_M2,
@@ -52,6 +52,7 @@ from sitewatch.sites.polygons import (
     half_maximum_footprint,
 )
 from sitewatch.sites.probability import site_probability
+from sitewatch.sites.records import Observation, Site, polygon_window, to_lonlat
 from sitewatch.sites.signature import DateSignature, site_signature
 from sitewatch.stack import Grid, latest_stack, open_stack, stack_grid
 from sitewatch.store import Workspace
@@ -64,29 +65,6 @@ from sitewatch.version import __version__
 MIN_SERIES_DATES = 4
 #: Pairwise method of the two-date path.
 PAIRWISE_METHOD = "default"
-
-
-@dataclass
-class Observation:
-    date: str
-    phase: str | None
-    footprint: shapely.Polygon | shapely.MultiPolygon | None  # grid CRS; None if not yet changed
-    area_m2: float
-    length_m: float
-    width_m: float
-    activity: float | None
-
-
-@dataclass
-class Site:
-    """One tracked site of an AOI (footprints in the grid CRS, measurements geodesic)."""
-
-    site_id: str
-    footprint: shapely.Polygon
-    lifecycle: Lifecycle
-    measurements: Measurements
-    observations: list[Observation] = field(default_factory=list)
-    probability: float | None = None  # calibrated, when known at extraction (two-date sites)
 
 
 @dataclass
@@ -215,7 +193,6 @@ def _two_date_sites(ws: Workspace, layers: dict[str, str], grid: Grid, places, b
                     min_area_m2: float, aoi: str) -> tuple[list[Site], dict[str, int]]:
     """Sites from the pairwise change map and its kinds layers (a stack of two or three dates,
     too short for the time-series test)."""
-    from sitewatch.sites.pairwise import calibrated_method, pairwise_sites
 
     with rasterio.open(ws.root / layers["change"]) as src:
         change = src.read(1)
@@ -240,7 +217,6 @@ def _damage(ws: Workspace, layers: dict[str, str], grid: Grid, buildings: str | 
     """The damage count of the footprints in ``buildings`` over the AOI's change map: the
     pairwise change of a two-date stack, the persistent breaks of a time series. The area is
     that of the AOI's valid pixels."""
-    from sitewatch.sites.damage import damage_on_change
 
     with rasterio.open(ws.root / layers["change" if not series else "persistent"]) as src:
         change = src.read(1)
@@ -266,19 +242,6 @@ def _detect_layers(ws: Workspace, aoi: str, stack: dict, method: str,
     progress(f"Detecting change ({method})", 0.05)
     result = detect(ws, aoi, method=method)
     return {name: str(path.relative_to(ws.root)) for name, path in result.layers.items()}
-
-
-def polygon_window(polygon, grid: Grid):
-    """The grid window around ``polygon`` (grid CRS), its transform, and the polygon's pixels
-    in it as a bool mask: rasterising only there keeps the cost to the polygon's size."""
-    window = rasterio.windows.from_bounds(*polygon.bounds, transform=grid.transform)
-    window = window.round_offsets().round_lengths()
-    window = window.intersection(rasterio.windows.Window(0, 0, grid.width, grid.height))
-    transform = rasterio.windows.transform(window, grid.transform)
-    shape = (int(window.height), int(window.width))
-    inside = rasterio.features.rasterize([polygon], out_shape=shape,
-                                         transform=transform).astype(bool)
-    return window, transform, inside
 
 
 def _observations(polygon, signature: list[DateSignature], life: Lifecycle, onset_days,
@@ -318,12 +281,6 @@ def _sides(rectangle) -> list[float]:
     if coords is None or len(coords) < 4:
         return [0.0, 0.0]
     return [float(np.hypot(*(coords[1] - coords[0]))), float(np.hypot(*(coords[2] - coords[1])))]
-
-
-def to_lonlat(geometry, epsg: int):
-    """A grid-CRS geometry in EPSG:4326 (lon, lat)."""
-    transformer = Transformer.from_crs(epsg, 4326, always_xy=True)
-    return shapely.transform(geometry, transformer.transform, interleaved=False)
 
 
 def _store(ws: Workspace, result: SitesResult, stack: dict, layers: dict, started: str,

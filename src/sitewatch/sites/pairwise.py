@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sitewatch.sites.extract import Observation, Site, polygon_window, to_lonlat
 from sitewatch.sites.lifecycle import Lifecycle, Phase
 from sitewatch.sites.measure import measure
 from sitewatch.sites.polygons import change_polygons, rectangularity
@@ -25,6 +24,7 @@ from sitewatch.sites.probability import (
     packaged_model,
     pair_site_features,
 )
+from sitewatch.sites.records import Observation, Site, polygon_window, to_lonlat
 from sitewatch.stack import Grid
 
 #: Pairwise kind layer -> (change type, phase name).
