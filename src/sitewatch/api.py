@@ -244,7 +244,7 @@ def compare(before: PathLike, after: PathLike, out_dir: PathLike, *, method: str
     """Change between two images written into ``out_dir`` (``sitewatch compare``); the smallest
     site defaults by pixel size (2000 m² at 10 m, 50 m² at 0.5 m); ``buildings``: pre-event
     footprints to count the destroyed or heavily damaged ones (``result.damage``)."""
-    from sitewatch.detect import compare as _compare
+    from sitewatch.pair import compare as _compare
 
     return _compare(before, after, out_dir, method=method, min_site_area_m2=min_site_area_m2,
                     buildings=buildings, on_progress=on_progress)

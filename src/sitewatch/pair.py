@@ -6,6 +6,9 @@ image's area (its footprint, in its UTM zone, at the finest common resolution), 
 runs, and ``change.tif`` (1 change, 0 no change, 255 masked), ``score.tif``, where the
 method gives them ``kinds.tif``, and ``sites.geojson`` (the changed objects as measured, typed
 sites: :func:`sitewatch.sites.pairwise.pairwise_sites`) are written into the output directory.
+
+A pipeline driver, like :mod:`sitewatch.demo` and :mod:`sitewatch.watch`: it runs ingest, stack,
+detect and sites, so it sits above them, not inside one of them.
 """
 
 from __future__ import annotations
