@@ -9,8 +9,8 @@ import shapely
 import sitewatch
 from sitewatch import Workspace
 from sitewatch.errors import SitewatchError
-from sitewatch.scale.watchlist import run_watch
 from sitewatch.watch import read_watch_file
+from sitewatch.watchlist import run_watch
 
 MINIMAL = """
 workspace = "ws"

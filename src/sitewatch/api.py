@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from sitewatch.ingest.fetch import FetchRun
     from sitewatch.learn.train import TrainResult
     from sitewatch.report.build import ReportResult
-    from sitewatch.scale import WatchListRun
     from sitewatch.simulate import SimulationResult
     from sitewatch.sites import SitesResult
     from sitewatch.stack import StackResult
     from sitewatch.watch import WatchRun
+    from sitewatch.watchlist import WatchListRun
 
 PathLike = str | os.PathLike
 
@@ -360,7 +360,7 @@ def watch_run(watch_file: PathLike, *,
               on_progress: Callable[[str], None] | None = None) -> WatchRun:
     """Run the whole pipeline for a watch file (``sitewatch watch run``; see
     :mod:`sitewatch.watch` and docs/watch-file.md)."""
-    from sitewatch.scale.watchlist import run_watch
+    from sitewatch.watchlist import run_watch
 
     return run_watch(watch_file, on_progress=on_progress)
 
@@ -373,7 +373,7 @@ def watch_run_scaled(watch_files: PathLike | Sequence[PathLike], *,
     Dask distributed (``sitewatch watch run --workers/--scheduler``): a LocalCluster of
     ``workers`` processes, or the cluster at ``scheduler`` (default ``$SITEWATCH_SCHEDULER``);
     finished tiles are kept, so a crashed run resumes. See :mod:`sitewatch.scale`."""
-    from sitewatch.scale import run_watch_list
+    from sitewatch.watchlist import run_watch_list
 
     return run_watch_list(watch_files, scheduler=scheduler, workers=workers, tile_px=tile_px,
                           overlap_px=overlap_px, on_progress=on_progress)

@@ -21,11 +21,11 @@ from sitewatch.detect import DetectResult
 from sitewatch.errors import SitewatchError
 from sitewatch.ingest import ingest
 from sitewatch.places import import_places
-from sitewatch.scale.watchlist import run_watch
 from sitewatch.simulate import simulate
 from sitewatch.sites import SitesResult
 from sitewatch.stack import AOI, StackResult, from_place
 from sitewatch.store import Workspace
+from sitewatch.watchlist import run_watch
 
 #: File that marks a directory as made by the demo, so a re-run may replace it.
 MARKER = ".sitewatch-demo"

@@ -1,5 +1,5 @@
 """Watch files: one TOML file that says what to watch, read and checked here; run by
-:func:`sitewatch.scale.watchlist.run_watch` (``sitewatch watch run``).
+:func:`sitewatch.watchlist.run_watch` (``sitewatch watch run``).
 
 A watch file names the workspace, the imagery, the reference places and border, and one or more
 areas of interest; running it takes every AOI through the whole pipeline (ingest, stack, detect,
@@ -149,7 +149,7 @@ class WatchRun:
     aois: list[AOIRun]
     report: Any = None  # sitewatch.report.build.ReportResult
     exports: dict[str, Path] = field(default_factory=dict)
-    alerts: Any = None  # sitewatch.scale.watchlist.AlertsRun, when the file has [alerts]
+    alerts: Any = None  # sitewatch.watchlist.AlertsRun, when the file has [alerts]
 
 
 def read_watch_file(path: str | os.PathLike) -> WatchFile:

@@ -1,5 +1,6 @@
-"""Running AOIs tile by tile on a task pool: one AOI (:func:`run_tiled`) or every AOI of one or
-more watch files (:func:`run_watch_list`).
+"""Running AOIs tile by tile on a task pool: one AOI (:func:`run_tiled`) or several at once
+(:func:`run_jobs`, which :func:`sitewatch.watchlist.run_watch_list` calls with every AOI of
+its watch files).
 
 Per AOI, with ``R`` its run key (:mod:`sitewatch.scale.plan`) and the workspace ``W``::
 
