@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import rasterio
 import shapely
 import zarr
 from rasterio.windows import Window
@@ -90,6 +91,13 @@ def test_tiled_sites_match_a_one_process_stack(scene, inline_sites, tmp_path):
     whole = {(s.lifecycle.change_type, round(s.measurements.area_m2, 3))
              for s in extract_sites(workspace, "whole").sites}
     assert whole == {(site[2], site[4]) for site in inline_sites}
+    with Workspace.open(workspace) as ws:  # both paths write their change layers as COGs
+        layers = {r["aoi"]: ws.root / r["path"] for r in ws.rows(
+            "rasters", "kind = 'change:magnitude'")}
+    for aoi in ("one", "whole"):
+        with rasterio.open(layers[aoi]) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG", aoi
+            assert src.compression.name == "deflate", aoi
 
 
 def test_two_workers_with_one_killed_give_the_same_sites(scene, inline_sites):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 import xarray as xr
 
 from sitewatch.detect.base import MASKED, ChangeResult, pairwise_methods
@@ -244,19 +245,34 @@ def break_layers(values: np.ndarray, valid: np.ndarray, times: np.ndarray,
     return layers, parameters
 
 
+#: How every change layer is written, by this stage and by the tiled runs of
+#: :mod:`sitewatch.scale`: a Cloud Optimised GeoTIFF (GDAL's COG driver: tiled, with internal
+#: overviews), DEFLATE-compressed.
+COG_OPTIONS = {"driver": "COG", "compress": "DEFLATE", "BIGTIFF": "IF_SAFER"}
+
+
 def write_cog(path: Path, data: np.ndarray, grid: Grid, *, nodata=None,
               descriptions: Sequence[str] | None = None, units: str | None = None) -> Path:
-    """Write a (rows, cols) or (bands, rows, cols) array on ``grid`` as a COG."""
+    """Write a (rows, cols) or (bands, rows, cols) array on ``grid`` as a COG
+    (:data:`COG_OPTIONS`)."""
     array = data if data.ndim == 3 else data[None]
-    profile = dict(driver="COG", width=grid.width, height=grid.height, count=array.shape[0],
+    profile = dict(width=grid.width, height=grid.height, count=array.shape[0],
                    dtype=array.dtype, crs=grid.crs.to_wkt(), transform=grid.transform,
-                   compress="DEFLATE", nodata=nodata)
+                   nodata=nodata, **COG_OPTIONS)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array)
         for i, name in enumerate(descriptions or []):
             dst.set_band_description(i + 1, name)
         if units:
             dst.update_tags(units=units)
+    return path
+
+
+def copy_as_cog(source: Path, path: Path) -> Path:
+    """Copy the GeoTIFF ``source`` (written window by window, which the COG driver cannot do)
+    to ``path`` as a COG with :data:`COG_OPTIONS`: the pixels, nodata and tags are the same."""
+    options = {k: v for k, v in COG_OPTIONS.items() if k != "driver"}
+    rasterio.shutil.copy(source, path, driver=COG_OPTIONS["driver"], **options)
     return path
 
 
