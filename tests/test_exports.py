@@ -343,3 +343,20 @@ def test_phases_text():
     assert phases_text([{"phase": "destroyed", "first_observed": "2019-06-15",
                          "after": None}]) == "destroyed 2019-06-15"
     assert phases_text([]) == ""
+
+
+def test_the_one_geojson_writer_is_rfc_7946():
+    """Right-handed rings, 7 decimals, no NaN, the id beside the properties."""
+    from sitewatch import geojson
+
+    clockwise = shapely.Polygon([(40.123456789, 34.0), (40.123456789, 34.1),
+                                 (40.2, 34.1), (40.2, 34.0)])
+    assert not clockwise.exterior.is_ccw
+    written = geojson.feature(clockwise, {"name": "a"}, "s-1")
+    assert written["id"] == "s-1" and written["properties"] == {"name": "a"}
+    ring = written["geometry"]["coordinates"][0]
+    assert shapely.LinearRing(ring).is_ccw
+    assert {x for x, _ in ring} == {40.1234568, 40.2}
+    assert geojson.feature(None, {})["geometry"] is None
+    with pytest.raises(ValueError):
+        geojson.dumps(geojson.feature_collection([geojson.feature(None, {"v": float("nan")})]))

@@ -477,10 +477,15 @@ def sites(
     if as_json:
         print(json.dumps(rows, indent=2))
     elif as_geojson:
-        features = [{"type": "Feature", "id": r["site_id"], "geometry": r.pop("geometry"),
-                     "properties": {k: v for k, v in r.items() if k != "observations"}}
-                    for r in rows]
-        print(json.dumps({"type": "FeatureCollection", "features": features}, indent=2))
+        import shapely.geometry
+
+        from sitewatch import geojson
+
+        features = [geojson.feature(
+            None if r["geometry"] is None else shapely.geometry.shape(r["geometry"]),
+            {k: v for k, v in r.items() if k not in ("observations", "geometry")}, r["site_id"])
+            for r in rows]
+        print(geojson.dumps(geojson.feature_collection(features), indent=2))
     else:
         _print_sites(rows)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import math
 import os
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 
 from shapely.geometry import Point
 
+from sitewatch import geojson
 from sitewatch.analyst.confidence import Confidence, parse_confidence, parse_credibility
 from sitewatch.csvcells import read_cell, safe_cell
 from sitewatch.errors import SitewatchError
@@ -556,13 +556,10 @@ def _geojson_text(records: Mapping[str, list[dict]]) -> str:
             geometry = None
             if kind == "event":
                 lon, lat = properties.pop("lon"), properties.pop("lat")
-                geometry = None if lon is None else {"type": "Point", "coordinates": [lon, lat]}
-            feature = {"type": "Feature", "geometry": geometry, "properties": properties}
-            if kind != "note":
-                feature = {"type": "Feature", "id": row[_ID_COLUMNS[kind]], **feature}
-            features.append(feature)
-    collection = {"type": "FeatureCollection", "features": features}
-    return json.dumps(collection, indent=2, ensure_ascii=False) + "\n"
+                geometry = None if lon is None else Point(lon, lat)
+            features.append(geojson.feature(geometry, properties,
+                                            None if kind == "note" else row[_ID_COLUMNS[kind]]))
+    return geojson.dumps(geojson.feature_collection(features), indent=2) + "\n"
 
 
 def _csv_text(records: Mapping[str, list[dict]]) -> str:

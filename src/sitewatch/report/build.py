@@ -23,7 +23,6 @@ gives byte-identical HTML and PDF.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -33,8 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import shapely.geometry
-
+from sitewatch import geojson
 from sitewatch.analyst.findings import findings_summary, site_findings
 from sitewatch.errors import SitewatchError
 from sitewatch.report.document import (
@@ -342,10 +340,8 @@ def _stack_command(workspace: list[str], parameters: dict, name: str,
 
 
 def _write_aoi(path: Path, name: str, outline) -> None:
-    feature = {"type": "Feature", "properties": {"name": name},
-               "geometry": shapely.geometry.mapping(outline)}
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]},
-                               sort_keys=True) + "\n", encoding="utf-8")
+    document = geojson.feature_collection([geojson.feature(outline, {"name": name})])
+    path.write_text(geojson.dumps(document) + "\n", encoding="utf-8")
 
 
 # -- the output folder ----------------------------------------------------------------------------

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import os
 import tempfile
 import zipfile
@@ -66,6 +65,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from sitewatch import geojson
 from sitewatch.csvcells import safe_cell
 from sitewatch.errors import SitewatchError
 from sitewatch.report.palette import TYPE_COLOURS
@@ -114,7 +114,6 @@ CHANGE_TYPE_COLOURS = {change_type: colour.lstrip("#").lower()
                        for change_type, colour in TYPE_COLOURS.items()}
 _FILL_ALPHA = "40"
 _KML_NAMESPACE = "http://www.opengis.net/kml/2.2"
-_DECIMALS = 7  # of a degree: 1.1 cm of latitude
 
 
 @dataclass(frozen=True)
@@ -309,14 +308,6 @@ def _tabular(site: Mapping[str, Any]) -> dict[str, Any]:
     return {**site, "phases": phases_text(site["phases"])}
 
 
-def _lonlat(geometry: BaseGeometry | None) -> BaseGeometry | None:
-    """``geometry`` rounded to 7 decimals of a degree, polygon rings right-handed (RFC 7946)."""
-    if geometry is None:
-        return None
-    rounded = shapely.transform(geometry, lambda xy: np.round(xy, _DECIMALS))
-    return shapely.orient_polygons(rounded, exterior_cw=False)
-
-
 # -- writing ---------------------------------------------------------------------------------
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -342,18 +333,11 @@ def _damage_record(aoi: str, count: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _write_geojson(content: _Content, path: Path) -> None:
-    features = []
-    for site in content.sites:
-        geometry = _lonlat(site["geom"])
-        properties = {name: site[name] for name, _ in SITE_FIELDS}
-        features.append({"type": "Feature", "id": site["site_id"],
-                         "geometry": None if geometry is None else shapely.geometry.mapping(
-                             geometry),
-                         "properties": properties})
-    document = {"type": "FeatureCollection", "features": features}
-    if content.damage:
-        document["sitewatch:damage"] = content.damage
-    path.write_text(json.dumps(document, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+    features = [geojson.feature(site["geom"], {name: site[name] for name, _ in SITE_FIELDS},
+                                site["site_id"]) for site in content.sites]
+    members = {"sitewatch:damage": content.damage} if content.damage else {}
+    path.write_text(geojson.dumps(geojson.feature_collection(features, **members)),
+                    encoding="utf-8")
 
 
 def _write_csv(content: _Content, path: Path) -> None:
@@ -363,9 +347,9 @@ def _write_csv(content: _Content, path: Path) -> None:
         writer.writerow([*names, "wkt"])
         for site in content.sites:
             record = _tabular(site)
-            geometry = _lonlat(site["geom"])
+            geometry = geojson.written_lonlat(site["geom"])
             wkt = "" if geometry is None else shapely.to_wkt(geometry,
-                                                             rounding_precision=_DECIMALS)
+                                                             rounding_precision=geojson.DECIMALS)
             writer.writerow([*(_csv_cell(record[name]) for name in names), wkt])
 
 
@@ -559,7 +543,7 @@ def _placemark(parent: ET.Element, name: str, description: str, style: str, *,
 
 def _append_geometry(parent: ET.Element, geometry: BaseGeometry) -> None:
     """``geometry`` as KML under ``parent``: Point, LineString, Polygon, or a MultiGeometry."""
-    geometry = _lonlat(geometry)
+    geometry = geojson.written_lonlat(geometry)
     if isinstance(geometry, Point):
         point = ET.SubElement(parent, "Point")
         _sub(point, "coordinates", _coordinates(geometry.coords))
@@ -584,7 +568,7 @@ def _append_geometry(parent: ET.Element, geometry: BaseGeometry) -> None:
 
 
 def _coordinates(coords: Iterable[tuple[float, ...]]) -> str:
-    return " ".join(f"{x:.{_DECIMALS}f},{y:.{_DECIMALS}f}" for x, y, *_ in coords)
+    return " ".join(f"{x:.{geojson.DECIMALS}f},{y:.{geojson.DECIMALS}f}" for x, y, *_ in coords)
 
 
 def _style(document: ET.Element, style_id: str, rgb: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from sitewatch import geojson
 from sitewatch.sites.lifecycle import Lifecycle, Phase
 from sitewatch.sites.measure import measure
 from sitewatch.sites.polygons import change_polygons, rectangularity
@@ -99,21 +100,14 @@ def pairwise_sites(change: np.ndarray, kinds: Mapping[str, np.ndarray], grid: Gr
 
 
 def sites_geojson(sites: Sequence[Site], epsg: int) -> dict:
-    """A GeoJSON FeatureCollection (lon/lat) of ``sites`` with their measurements and phases."""
-    features = []
-    for site in sites:
-        geometry = to_lonlat(site.footprint, epsg)
-        features.append({
-            "type": "Feature", "id": site.site_id,
-            "geometry": geometry.__geo_interface__,
-            "properties": {
-                "site_id": site.site_id, "change_type": site.lifecycle.change_type,
-                "status": site.lifecycle.status, "first_seen": site.lifecycle.first_change,
-                "last_seen_unchanged": site.lifecycle.last_unchanged,
-                "phases": [p.to_dict() for p in site.lifecycle.phases],
-                "location": site.measurements.location_phrase(),
-                "probability": site.probability,
-                **site.measurements.to_dict(),
-            },
-        })
-    return {"type": "FeatureCollection", "features": features}
+    """A GeoJSON FeatureCollection (lon/lat, :mod:`sitewatch.geojson`) of ``sites`` with their
+    measurements and phases."""
+    return geojson.feature_collection([geojson.feature(
+        to_lonlat(site.footprint, epsg),
+        {"site_id": site.site_id, "change_type": site.lifecycle.change_type,
+         "status": site.lifecycle.status, "first_seen": site.lifecycle.first_change,
+         "last_seen_unchanged": site.lifecycle.last_unchanged,
+         "phases": [p.to_dict() for p in site.lifecycle.phases],
+         "location": site.measurements.location_phrase(), "probability": site.probability,
+         **site.measurements.to_dict()},
+        site.site_id) for site in sites])
