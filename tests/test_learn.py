@@ -84,10 +84,14 @@ def test_training_lowers_the_loss_and_writes_weights_card_and_log(trained):
 
 
 def test_training_is_reproducible_with_a_seed(levir_dir, trained, tmp_path):
+    reported = []
     again = train(levir_dir, "levir", tmp_path, epochs=1, steps_per_epoch=2, patch=32, batch=8,
-                  lr=1e-2, seed=0, val_cities=["tile5"], device="cpu", widths=(8, 16, 32))
+                  lr=1e-2, seed=0, val_cities=["tile5"], device="cpu", widths=(8, 16, 32),
+                  on_progress=lambda message, fraction: reported.append((message, fraction)))
     # the learning-rate schedule depends on the run length: only the first two steps share it
     assert again.step_losses == pytest.approx(trained.step_losses[:2], rel=1e-5)
+    assert [fraction for _, fraction in reported] == [0.5, 1.0]  # the CLI's progress bar
+    assert reported[-1][0].startswith("Epoch 1/1, step 2/2")
 
 
 def test_learned_method_gives_a_masked_change_result(trained, levir_dir, monkeypatch):

@@ -381,7 +381,8 @@ def watch_run_scaled(watch_files: PathLike | Sequence[PathLike], *,
 
 def train(dataset_dir: PathLike, out_dir: PathLike, *, layout: str = "oscd",
           bands: Sequence[str] | None = None, val_cities: Sequence[str] = (),
-          device: str | None = None, **recipe) -> TrainResult:
+          device: str | None = None,
+          on_progress: Callable[[str, float], None] | None = None, **recipe) -> TrainResult:
     """Train the learned change model on an OSCD- or LEVIR-layout dataset (``sitewatch
     train``); writes model.pt, model-card.md and train-log.csv into ``out_dir``. ``recipe``:
     fields of :class:`sitewatch.learn.train.Recipe` (epochs, lr, loss, widths, ...). Use the
@@ -397,7 +398,7 @@ def train(dataset_dir: PathLike, out_dir: PathLike, *, layout: str = "oscd",
     if unknown:
         raise SitewatchError(f"unknown training setting(s) {unknown}")
     return _train(dataset_dir, layout, out_dir, bands=bands, val_cities=val_cities,
-                  device=device, **recipe)
+                  device=device, on_progress=on_progress, **recipe)
 
 
 def report(workspace: PathLike, out_dir: PathLike, *, aoi: str | None = None,

@@ -570,7 +570,11 @@ def watch_run(
         task = progress.task_ids[0]
 
         def step(message: str) -> None:
-            progress.update(task, description=message)
+            # "Tiles done: 5/12", "Fetching ITEM 3/10": the bar shows the count
+            count = re.search(r"(\d+)/(\d+)$", message)
+            progress.update(task, description=message,
+                            **({"completed": int(count[1]), "total": int(count[2])} if count
+                               else {}))
             if message.startswith("Dask dashboard"):
                 console.print(message)
 
@@ -661,10 +665,10 @@ def train(
               "hard_fraction": hard_fraction, "gain_jitter": gain_jitter,
               "offset_jitter": offset_jitter, "max_shift": max_shift, "tta": tta, "seed": seed,
               "widths": tuple(int(w) for w in widths.split(",")) if widths else None}
-    with _progress("Training the change model"):
+    with _fraction_progress("Training the change model") as step:
         result = api.train(dataset_dir, out_dir, layout=layout,
                            bands=bands.split(",") if bands else None,
-                           val_cities=val_city or (), device=device,
+                           val_cities=val_city or (), device=device, on_progress=step,
                            **{k: v for k, v in recipe.items() if v is not None})
     out.print(f"weights -> {result.weights}\ncard -> {result.card}\nlog -> {result.log}")
     if result.validation:

@@ -23,7 +23,7 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -252,7 +252,8 @@ def _loss(logits: torch.Tensor, truth: torch.Tensor, kind: str) -> torch.Tensor:
 
 def train(dataset_dir: str | Path, layout: str, out_dir: str | Path, *,
           bands: Sequence[str] | None = None, val_cities: Sequence[str] = (),
-          device: str | None = None, **recipe) -> TrainResult:
+          device: str | None = None,
+          on_progress: Callable[[str, float], None] | None = None, **recipe) -> TrainResult:
     """Train an FC-Siam-diff change network on a dataset folder and write ``model.pt``,
     ``model-card.md`` and ``train-log.csv`` into ``out_dir``.
 
@@ -268,6 +269,8 @@ def train(dataset_dir: str | Path, layout: str, out_dir: str | Path, *,
         Names of the pairs held out for validation (OSCD cities, LEVIR tile names).
     device
         Torch device (default: ``"cuda"`` when available, else ``"cpu"``).
+    on_progress
+        Called as ``(message, fraction done)`` after every optimisation step.
     **recipe
         Fields of :class:`Recipe` (epochs, patch, lr, loss, widths, seed, ...).
     """
@@ -275,12 +278,13 @@ def train(dataset_dir: str | Path, layout: str, out_dir: str | Path, *,
     pairs = read_pairs(dataset_dir, layout, bands)
     train_pairs, val_pairs = _split(pairs, list(val_cities), dataset_dir)
     return fit(train_pairs, out_dir, Recipe(**recipe), val_pairs=val_pairs, device=device,
-               source=f"{dataset_dir} --layout {layout}")
+               source=f"{dataset_dir} --layout {layout}", on_progress=on_progress)
 
 
 def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe | None = None, *,
         val_pairs: Sequence[ChangePair] = (), device: str | None = None,
-        source: str | None = None) -> TrainResult:
+        source: str | None = None,
+        on_progress: Callable[[str, float], None] | None = None) -> TrainResult:
     """Train an FC-Siam-diff change network on labelled pairs already in memory and write
     ``model.pt``, ``model-card.md`` and ``train-log.csv`` into ``out_dir``.
 
@@ -299,6 +303,8 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
         Where the pairs came from, as ``sitewatch train`` arguments (``"<folder> --layout
         oscd"``), for the reproduce command of the model card; ``None`` when they did not come
         from a dataset folder.
+    on_progress
+        Called as ``(message, fraction done)`` after every optimisation step.
     """
     started = time.perf_counter()
     recipe = recipe or Recipe()
@@ -340,9 +346,10 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
     log_path = out_dir / "train-log.csv"
     step_losses, log_rows, train_seconds = [], [], 0.0
     validation, threshold = {}, 0.5
+    progress = on_progress or (lambda message, fraction: None)
     for epoch in range(1, recipe.epochs + 1):
         epoch_started, epoch_losses = time.perf_counter(), []
-        for _ in range(steps_per_epoch):
+        for step in range(1, steps_per_epoch + 1):
             before, after, truth = (torch.from_numpy(x).to(device)
                                     for x in sampler.sample(recipe.batch))
             before = torch.nan_to_num((before - mean_t) / std_t)
@@ -355,6 +362,9 @@ def fit(train_pairs: Sequence[ChangePair], out_dir: str | Path, recipe: Recipe |
             optimiser.step()
             schedule.step()
             epoch_losses.append(loss.item())
+            progress(f"Epoch {epoch}/{recipe.epochs}, step {step}/{steps_per_epoch}, loss "
+                     f"{epoch_losses[-1]:.3f}",
+                     ((epoch - 1) * steps_per_epoch + step) / (recipe.epochs * steps_per_epoch))
         seconds = time.perf_counter() - epoch_started
         train_seconds += seconds
         if recipe.hard_fraction > 0 and epoch < recipe.epochs:
