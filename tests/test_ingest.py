@@ -545,3 +545,33 @@ def test_sentinel2_stac_assets_keyed_by_common_name_get_esa_band_names(tmp_path)
     sitewatch.ingest([tmp_path / "item.json"], tmp_path / "ws")
     (scene,) = sitewatch.scenes(tmp_path / "ws")
     assert [band["name"] for band in scene["bands"]] == ["B02", "B8A"]
+
+
+@pytest.mark.parametrize("product, numbers, nir_number", [
+    ("LC08_L2SP_169036_20200115_20200823_02_T1", (1, 2, 3, 4, 5, 6, 7, 10), 5),
+    ("LT05_L2SP_169036_20000115_20200823_02_T1", (1, 2, 3, 4, 5, 6, 7), 4),
+])
+def test_landsat_band_files_are_named_by_colour_not_by_number(tmp_path, product, numbers,
+                                                              nir_number):
+    """Band 4 is red on Landsat 8-9 OLI and near-infrared on TM/ETM+: one-file-per-band
+    Landsat scenes take common names, thermal bands are left out, and the indices find the
+    near-infrared band either way."""
+    from sitewatch.detect.indices import band_roles
+
+    folder = tmp_path / product
+    folder.mkdir()
+    for number in numbers:
+        kind = "ST" if number in (6, 10) and (number == 10 or product.startswith("LT")) else "SR"
+        write_geotiff(folder / f"{product}_{kind}_B{number}.TIF",
+                      np.full((1, 8, 8), 1000 * number, np.uint16),
+                      transform=from_origin(500_000, 3_800_000, 30, 30))
+    sitewatch.ingest([folder], tmp_path / "ws")
+    (scene,) = sitewatch.scenes(tmp_path / "ws")
+    names = [band["name"] for band in scene["bands"]]
+    expected = ["blue", "green", "red", "nir08", "swir16", "swir22"]
+    assert names == (["coastal", *expected] if product.startswith("LC08") else expected)
+    assert scene["sensor"] == "landsat"
+    nir = scene["bands"][band_roles(names)["nir"]]
+    assert nir["file"].endswith(f"_B{nir_number}.TIF")
+    assert scene["bands"][band_roles(names)["red"]]["file"].endswith(
+        f"_B{4 if product.startswith('LC08') else 3}.TIF")

@@ -205,6 +205,12 @@ def _describe_band_folder(candidate: discover.Candidate) -> Scene:
     if sensor is None and set(band_files) <= set(sensors.SENTINEL2):
         sensor = "sentinel-2"
     specs = sensors.SENTINEL2 if sensor == "sentinel-2" else None
+    landsat = sensors.landsat_band_specs(names[0]) if sensor == "landsat" else None
+    if landsat is not None:  # by common name, thermal and QA bands left out
+        numbered = {name: int(name.removeprefix("B")) for name in band_files}
+        band_files = {name: path for name, path in band_files.items()
+                      if numbered[name] in landsat}
+        specs = {name: landsat[numbered[name]] for name in band_files}
     scene = raster.describe_band_files(folder, band_files, band_specs=specs,
                                        nodata=0.0 if sensor == "sentinel-2" else None)
     scene.sensor = sensor

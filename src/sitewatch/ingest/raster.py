@@ -206,7 +206,8 @@ def describe_band_files(
     band_specs: dict[str, BandSpec] | None = None,
     nodata: float | None = None,
 ) -> Scene:
-    """Describe a one-file-per-band folder (Sentinel-2 style) as one :class:`Scene`."""
+    """Describe a one-file-per-band folder (Sentinel-2 style) as one :class:`Scene`; a band
+    with a spec in ``band_specs`` (keyed like ``band_files``) takes the spec's name."""
     folder = Path(folder).resolve()
     bands: list[Band] = []
     crs_seen: CRS | None = None
@@ -225,7 +226,8 @@ def describe_band_files(
             resolution = resolution_metres(crs, dataset.transform, dataset.width, dataset.height)
             spec = (band_specs or {}).get(name)
             band_nodata = dataset.nodata if dataset.nodata is not None else nodata
-            bands.append(_band(dataset, path.resolve(), 1, resolution, band_nodata, spec, name))
+            bands.append(_band(dataset, path.resolve(), 1, resolution, band_nodata, spec,
+                               spec.name if spec else name))
             if finest is None or resolution < finest[0]:
                 finest = (resolution, path)
     assert crs_seen is not None and finest is not None

@@ -57,6 +57,25 @@ LANDSAT_TM = (
     BandSpec("B7", "swir22", 2.215, 30.0),
 )
 
+#: Reflective bands of Landsat 8-9 OLI by band number (USGS Landsat 8-9 OLI/TIRS Collection 2
+#: Level-2 Science Product Guide): the same numbers as TM name other colours (OLI B4 is red,
+#: TM B4 near-infrared), so one-file-per-band Landsat scenes are named by common name.
+LANDSAT_OLI_BANDS = {
+    1: BandSpec("coastal", "coastal", 0.443, 30.0),
+    2: BandSpec("blue", "blue", 0.482, 30.0),
+    3: BandSpec("green", "green", 0.561, 30.0),
+    4: BandSpec("red", "red", 0.655, 30.0),
+    5: BandSpec("nir08", "nir08", 0.865, 30.0),
+    6: BandSpec("swir16", "swir16", 1.609, 30.0),
+    7: BandSpec("swir22", "swir22", 2.201, 30.0),
+}
+#: Reflective bands of Landsat 4-5 TM and 7 ETM+ by band number, named by common name.
+LANDSAT_TM_BANDS = {int(b.name[1:]): BandSpec(b.common_name, b.common_name,
+                                              b.center_wavelength_um, b.resolution_m)
+                    for b in LANDSAT_TM}
+#: Landsat Collection 1/2 product ids: the sensor letter and the satellite number.
+LANDSAT_PRODUCT = re.compile(r"^L([COTEM])0([4-9])_", re.IGNORECASE)
+
 NAIP = (
     BandSpec("red", "red", 0.635, None),
     BandSpec("green", "green", 0.555, None),
@@ -100,6 +119,16 @@ def sentinel2_band_name(asset_key: str, eo_name: str | None = None) -> str | Non
         if candidate.lower() in SENTINEL2_ASSET_KEYS:
             return SENTINEL2_ASSET_KEYS[candidate.lower()]
     return None
+
+
+def landsat_band_specs(product_name: str) -> dict[int, BandSpec] | None:
+    """The reflective bands, by band number, of the Landsat product ``product_name`` names
+    (``LC08_...``: OLI; ``LT05_...``, ``LE07_...``: TM/ETM+); None if it names none. Thermal
+    and QA bands are not among them."""
+    match = LANDSAT_PRODUCT.match(product_name)
+    if match is None:
+        return None
+    return LANDSAT_OLI_BANDS if int(match.group(2)) >= 8 else LANDSAT_TM_BANDS
 
 
 def sensor_from_name(name: str) -> str | None:
