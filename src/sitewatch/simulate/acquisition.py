@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 from shapely.geometry import Polygon, box
 
-from .grid import Grid
+from .grid import SceneGrid
 from .instruments import Sensor
 from .noise import rng_for
 
@@ -48,7 +48,7 @@ class SwathEdge:
     normal_deg: float
     offset_m: float
 
-    def _edge(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    def _edge(self, grid: SceneGrid) -> tuple[np.ndarray, np.ndarray]:
         """A point on the edge and the outward unit normal, in grid CRS coordinates."""
         left, bottom, right, top = grid.bounds
         theta = math.radians(self.normal_deg)
@@ -56,7 +56,7 @@ class SwathEdge:
         centre = np.array([(left + right) / 2.0, (bottom + top) / 2.0])
         return centre + self.offset_m * normal, normal
 
-    def valid_mask(self, grid: Grid) -> np.ndarray:
+    def valid_mask(self, grid: SceneGrid) -> np.ndarray:
         """True for pixels whose centre lies inside the swath (bool array of grid shape)."""
         (ex, ey), (nx, ny) = self._edge(grid)
         rows, cols = grid.shape
@@ -64,7 +64,7 @@ class SwathEdge:
         y = grid.transform.f - (np.arange(rows) + 0.5) * grid.pixel_m
         return (x[None, :] - ex) * nx + (y[:, None] - ey) * ny < 0
 
-    def valid_polygon(self, grid: Grid) -> Polygon:
+    def valid_polygon(self, grid: SceneGrid) -> Polygon:
         """The imaged part of the scene extent, in the grid CRS."""
         point, normal = self._edge(grid)
         extent = box(*grid.bounds)
@@ -78,7 +78,7 @@ class SwathEdge:
 
 
 @dataclass(frozen=True)
-class Acquisition:
+class SimulatedAcquisition:
     """The conditions of one simulated scene.
 
     Attributes
@@ -157,9 +157,9 @@ def acquisition_dates(sensor: Sensor, n_dates: int) -> list[datetime]:
 
 
 def plan_acquisitions(
-    sensor: Sensor, grid: Grid, centre_lonlat: tuple[float, float], n_dates: int, seed: int,
+    sensor: Sensor, grid: SceneGrid, centre_lonlat: tuple[float, float], n_dates: int, seed: int,
     dates: list[datetime] | None = None,
-) -> list[Acquisition]:
+) -> list[SimulatedAcquisition]:
     """Draw the conditions of every scene, on ``dates`` (default: :func:`acquisition_dates`).
 
     About a third of the inner dates are cloudy (5 to 35 % cover, clouds 0.8 to 2 km high)
@@ -202,7 +202,7 @@ def plan_acquisitions(
             else None
         )
         plans.append(
-            Acquisition(
+            SimulatedAcquisition(
                 index=k,
                 datetime=when,
                 item_id=f"sim-{sensor.name}-{when:%Y%m%d}",

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .acquisition import CloudSpec
-from .grid import Grid
+from .grid import SceneGrid
 from .noise import fractal_noise, sample
 
 #: Pixel size (metres) of the grid the cloud field is made on before resampling.
@@ -32,7 +32,7 @@ def cloud_layers(
     spec: CloudSpec,
     sun_azimuth_deg: float,
     sun_elevation_deg: float,
-    grid: Grid,
+    grid: SceneGrid,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cloud opacity and cloud-shadow opacity on ``grid`` (float32, 0..1 each).

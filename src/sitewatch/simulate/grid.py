@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 
 @dataclass(frozen=True)
-class Grid:
+class SceneGrid:
     """A north-up raster grid.
 
     Attributes
@@ -67,7 +67,7 @@ class Grid:
 
 def coverage(
     geoms: Iterable[BaseGeometry],
-    grid: Grid,
+    grid: SceneGrid,
     *,
     factor: int = 4,
     window: Window | None = None,
@@ -107,7 +107,7 @@ def coverage(
     return fine.reshape(rows, factor, cols, factor).mean(axis=(1, 3), dtype=np.float32)
 
 
-def labels(pairs: Iterable[tuple[BaseGeometry, int]], grid: Grid) -> np.ndarray:
+def labels(pairs: Iterable[tuple[BaseGeometry, int]], grid: SceneGrid) -> np.ndarray:
     """Integer label of the shape touching each pixel (0 where none), int32 of grid shape."""
     shapes = list(pairs)
     if not shapes:

@@ -16,7 +16,7 @@ from ..ingest.sensors import SENTINEL2
 
 
 @dataclass(frozen=True)
-class Band:
+class SensorBand:
     """One spectral band.
 
     Attributes
@@ -64,7 +64,7 @@ class Sensor:
     """
 
     name: str
-    bands: tuple[Band, ...]
+    bands: tuple[SensorBand, ...]
     pixel_m: float
     extent_unit_m: float
     default_size_m: tuple[float, float]
@@ -82,14 +82,14 @@ class Sensor:
 
 
 #: Sentinel-2 MSI bands, from the table ingest uses (ESA MSI User Handbook).
-_S2_BANDS = tuple(Band(b.name, b.common_name, b.center_wavelength_um, b.resolution_m)
+_S2_BANDS = tuple(SensorBand(b.name, b.common_name, b.center_wavelength_um, b.resolution_m)
                   for b in SENTINEL2.values())
 
 _VHR_BANDS = (
-    Band("red", "red", 0.660, 0.5),
-    Band("green", "green", 0.545, 0.5),
-    Band("blue", "blue", 0.480, 0.5),
-    Band("nir", "nir", 0.830, 0.5),
+    SensorBand("red", "red", 0.660, 0.5),
+    SensorBand("green", "green", 0.545, 0.5),
+    SensorBand("blue", "blue", 0.480, 0.5),
+    SensorBand("nir", "nir", 0.830, 0.5),
 )
 
 SENSORS: dict[str, Sensor] = {

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
-from .acquisition import Acquisition
+from .acquisition import SimulatedAcquisition
 from .clouds import cloud_layers
-from .grid import Grid
+from .grid import SceneGrid
 from .instruments import Sensor
 from .noise import fractal_noise, rng_for, sample
 
@@ -43,7 +43,7 @@ CLEAR, CLOUD, SHADOW = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class Observation:
+class RenderedObservation:
     """One simulated scene.
 
     Attributes
@@ -62,7 +62,7 @@ class Observation:
     nodata_fraction: float
 
 
-def _haze_pattern(grid: Grid, rng: np.random.Generator) -> np.ndarray:
+def _haze_pattern(grid: SceneGrid, rng: np.random.Generator) -> np.ndarray:
     """Smooth field of mean 1 (0.6..1.4) modulating the haze across the scene."""
     rows, cols = grid.shape
     coarse = (
@@ -114,13 +114,13 @@ def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
 
 def observe(
     ground: np.ndarray,
-    acquisition: Acquisition,
+    acquisition: SimulatedAcquisition,
     sensor: Sensor,
-    grid: Grid,
+    grid: SceneGrid,
     spectra: dict[str, np.ndarray],
     depth: np.ndarray,
     seed: int,
-) -> Observation:
+) -> RenderedObservation:
     """Simulate what the sensor records of ``ground`` on one date.
 
     Parameters
@@ -187,7 +187,7 @@ def observe(
 
     truth[~valid] = CLEAR
     n_valid = int(valid.sum())
-    return Observation(
+    return RenderedObservation(
         bands=bands,
         cloud_truth=truth,
         cloud_fraction=float((truth == CLOUD).sum() / n_valid) if n_valid else 0.0,

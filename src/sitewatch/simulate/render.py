@@ -18,8 +18,8 @@ import shapely
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
-from .acquisition import Acquisition
-from .grid import Grid, coverage
+from .acquisition import SimulatedAcquisition
+from .grid import SceneGrid, coverage
 from .scenario import Element, Landscape
 from .spectra import TEXTURE
 from .terrain import Background, paint, supersampling
@@ -38,7 +38,7 @@ def shadow_of(footprint: BaseGeometry, dx: float, dy: float) -> BaseGeometry:
     return shapely.union_all(sweeps).difference(footprint)
 
 
-def _paint_element(image, element: Element, grid: Grid, spectra, grain, factor) -> None:
+def _paint_element(image, element: Element, grid: SceneGrid, spectra, grain, factor) -> None:
     window = grid.window(element.geometry)
     if window is None:
         return
@@ -48,7 +48,7 @@ def _paint_element(image, element: Element, grid: Grid, spectra, grain, factor) 
     paint(image[:, rows, cols], cover, spectra[element.material], texture)
 
 
-def _shade(image, shadow: BaseGeometry, grid: Grid, depth, factor) -> None:
+def _shade(image, shadow: BaseGeometry, grid: SceneGrid, depth, factor) -> None:
     window = grid.window(shadow)
     if window is None or shadow.is_empty:
         return
@@ -61,8 +61,8 @@ def ground_reflectance(
     background: Background,
     landscape: Landscape,
     elements: list[Element],
-    acquisition: Acquisition,
-    grid: Grid,
+    acquisition: SimulatedAcquisition,
+    grid: SceneGrid,
     spectra: dict[str, np.ndarray],
     depth: np.ndarray,
 ) -> np.ndarray:

@@ -36,7 +36,7 @@ from shapely.geometry import LineString, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import SitewatchError
-from .grid import Grid
+from .grid import SceneGrid
 from .instruments import Sensor
 from .noise import rng_for
 
@@ -547,7 +547,7 @@ def scene_centre(sensor_name: str) -> Point:
 
 
 def scene_grid(sensor: Sensor, size_m: tuple[float, float] | None = None,
-               centre: Point | None = None) -> Grid:
+               centre: Point | None = None) -> SceneGrid:
     """The scene grid: north-up UTM 37N at the sensor's finest pixel size.
 
     The extent (default ``sensor.default_size_m``) is rounded up to whole coarsest pixels
@@ -566,7 +566,7 @@ def scene_grid(sensor: Sensor, size_m: tuple[float, float] | None = None,
     left = math.floor((centre.x - width / 2) / unit) * unit
     bottom = math.floor((centre.y - height / 2) / unit) * unit
     px = sensor.pixel_m
-    return Grid(
+    return SceneGrid(
         crs=RasterioCRS.from_epsg(SCENE_CRS.to_epsg()),
         transform=Affine(px, 0.0, left, 0.0, -px, bottom + height),
         shape=(round(height / px), round(width / px)),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import Grid, coverage, labels
+from .grid import SceneGrid, coverage, labels
 from .noise import fractal_noise, rng_for
 from .scenario import Landscape
 from .spectra import TEXTURE
@@ -47,12 +47,12 @@ class Background:
     grain: np.ndarray
 
 
-def supersampling(grid: Grid) -> int:
+def supersampling(grid: SceneGrid) -> int:
     """Sub-pixels per side when rasterising: about 2 m sub-pixels, at least 2."""
     return max(2, round(grid.pixel_m / 2.0))
 
 
-def desert(grid: Grid, spectra: dict[str, np.ndarray], rng: np.random.Generator):
+def desert(grid: SceneGrid, spectra: dict[str, np.ndarray], rng: np.random.Generator):
     """Desert reflectance (bands, rows, cols) and the grain field, both float32."""
     px = grid.pixel_m
     rows, cols = grid.shape
@@ -87,7 +87,7 @@ def paint(
 
 
 def render_background(
-    landscape: Landscape, grid: Grid, spectra: dict[str, np.ndarray], seed: int
+    landscape: Landscape, grid: SceneGrid, spectra: dict[str, np.ndarray], seed: int
 ) -> Background:
     """Rasterise the static landscape onto ``grid``.
 

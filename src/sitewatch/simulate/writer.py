@@ -26,10 +26,10 @@ from pystac.extensions.view import ViewExtension
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from .acquisition import Acquisition
-from .grid import Grid
-from .instruments import Band, Sensor
-from .observe import Observation
+from .acquisition import SimulatedAcquisition
+from .grid import SceneGrid
+from .instruments import Sensor, SensorBand
+from .observe import RenderedObservation
 from .scenario import Scenario
 
 #: Largest gap (metres) between vertices when projecting polygons to lon/lat.
@@ -39,7 +39,7 @@ DENSIFY_M = 100.0
 def write_cog(
     path: Path,
     data: np.ndarray,
-    grid: Grid,
+    grid: SceneGrid,
     transform: Affine,
     descriptions: Sequence[str],
     *,
@@ -90,7 +90,7 @@ def write_cog(
 class LonLat:
     """Projects scene-CRS geometries to lon/lat (EPSG:4326), densifying edges first."""
 
-    def __init__(self, grid: Grid):
+    def __init__(self, grid: SceneGrid):
         self._transformer = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
 
     def __call__(self, geom: BaseGeometry) -> BaseGeometry:
@@ -103,7 +103,7 @@ class LonLat:
         return shapely.transform(shapely.segmentize(geom, DENSIFY_M), apply)
 
 
-def _eo_band(band: Band) -> EOBand:
+def _eo_band(band: SensorBand) -> EOBand:
     return EOBand.create(
         name=band.name, common_name=band.common_name, center_wavelength=band.wavelength_um
     )
@@ -119,10 +119,10 @@ def _iso(value: date | datetime | None) -> str | None:
 
 def write_scene(
     item_dir: Path,
-    observation: Observation,
-    acquisition: Acquisition,
+    observation: RenderedObservation,
+    acquisition: SimulatedAcquisition,
     sensor: Sensor,
-    grid: Grid,
+    grid: SceneGrid,
     to_lonlat: LonLat,
 ) -> pystac.Item:
     """Write one scene's rasters into ``item_dir`` and describe them as a STAC item."""
@@ -303,7 +303,7 @@ def write_geojson(path: Path, features: list[dict], **members) -> Path:
 
 
 def scene_summaries(
-    acquisitions: list[Acquisition], observations: list[tuple[float, float]]
+    acquisitions: list[SimulatedAcquisition], observations: list[tuple[float, float]]
 ) -> list[dict]:
     """Per-scene truth: id, time, applied misregistration, cloud and nodata fractions."""
     return [
