@@ -12,13 +12,12 @@ Imagery
     True colour (the bands of :func:`sitewatch.report.figures.true_colour_bands`), each band
     stretched linearly between its 2nd and 98th percentile over the date's clear pixels (one
     full-resolution pixel per overview block), the same stretch for every tile of a date; no
-    data transparent. A tile pixel is the mean of the
-    valid stack pixels it covers. Tiles at most :data:`DIRECT_MAX` stack pixels per tile pixel
-    read their window of the Zarr stack (one to four 512 px chunks, since the tile grid and the
-    chunk grid share their origin); coarser tiles read the date's overview, built on the first
-    such request in one pass over the date (strip by strip, so memory stays at a few strips):
-    sums and counts of valid pixels over :data:`OVERVIEW_FACTOR` x :data:`OVERVIEW_FACTOR`
-    blocks.
+    data transparent. A tile pixel is the mean of the valid stack pixels it covers. Tiles at
+    most :data:`DIRECT_MAX` stack pixels per tile pixel read their window of the Zarr stack (one
+    to four 512 px chunks, since the tile grid and the chunk grid share their origin); coarser
+    tiles read the date's overview, built on the first such request in one pass over the date
+    (strip by strip, so memory stays at a few strips): sums and counts of valid pixels over
+    :data:`OVERVIEW_FACTOR` x :data:`OVERVIEW_FACTOR` blocks.
 
 Change layers
     The newest ``change:onset``, ``change:magnitude`` and ``change:kinds`` rasters of the AOI
