@@ -133,6 +133,11 @@ class Watched:
     def ready(self) -> None:
         self.page.wait_for_selector("#map[data-state=ready]")
 
+    def open(self, url: str) -> None:
+        """Go to ``url`` and wait until its map is ready."""
+        self.page.goto(url)
+        self.ready()
+
     def settle(self, action) -> None:
         """Do ``action`` (which moves the map) and wait until the move ended and its tiles
         are drawn."""
@@ -272,8 +277,7 @@ def test_panning_and_zooming_load_finer_tiles_and_the_permalink_restores_the_vie
     """On the 0.5 m stack: from the whole AOI (its coarsest tile) down to the stack's pixel."""
     watched = Watched(browser, vhr_url, screenshots)
     page = watched.page
-    page.goto(vhr_url)
-    watched.ready()
+    watched.open(vhr_url)
     content = page.evaluate(f"fetch('/api/aois/{VHR_AOI}').then(r => r.json())")
     resolutions = content["tiles"]["resolutions"]
     top = len(resolutions) - 1
@@ -320,8 +324,7 @@ def test_panning_and_zooming_load_finer_tiles_and_the_permalink_restores_the_vie
     x, y, res, _ = watched.view()
     watched.check()
     again = Watched(browser, vhr_url, screenshots)
-    again.page.goto(link)
-    again.ready()
+    again.open(link)
     x2, y2, res2, _ = again.view()
     assert (x2, y2, res2) == (x, y, res)
     again.check()
@@ -330,8 +333,7 @@ def test_panning_and_zooming_load_finer_tiles_and_the_permalink_restores_the_vie
 def test_the_readout_and_measurements_match_pyproj(browser, server_url, screenshots):
     watched = Watched(browser, server_url, screenshots)
     page = watched.page
-    page.goto(server_url)
-    watched.ready()
+    watched.open(server_url)
     to_lonlat = Transformer.from_crs(EPSG, 4326, always_xy=True)
     box = page.locator("#map-a").bounding_box()
 
@@ -401,8 +403,7 @@ def test_a_swipe_and_side_by_side_compare_two_dates_over_the_whole_map(
         browser, server_url, screenshots):
     watched = Watched(browser, server_url, screenshots)
     page = watched.page
-    page.goto(server_url)
-    watched.ready()
+    watched.open(server_url)
     dates = [o.text_content().split(" ")[0] for o in page.locator("#date-b option").all()]
 
     # The first date alone, then the latest alone: the two pictures to compare.
